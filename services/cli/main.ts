@@ -1,0 +1,24 @@
+import { Command, CommanderError } from 'commander';
+import { T2iError, describeError } from '../common/errors.ts';
+import { registerStackCommands } from './stack-command.ts';
+
+const program = new Command();
+program
+  .name('t2i')
+  .description('t2i-stream: prompt files (JSONL) → Kafka → FLUX.1 workers → images and output JSONL in S3')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerStackCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode;
+  } else {
+    const prefix = error instanceof T2iError ? `t2i: ${error.code}: ` : 't2i: ';
+    process.stderr.write(`${prefix}${describeError(error)}\n`);
+    process.exitCode = error instanceof T2iError && error.code === 'CONFIG_INVALID' ? 2 : 1;
+  }
+}

@@ -1,0 +1,161 @@
+import path from 'node:path';
+import { EnvReader } from './env-reader.ts';
+import { DEFAULT_MODEL_DIR } from './paths.ts';
+
+/** Kafka connection settings. */
+export interface KafkaConfig {
+  /** Bootstrap brokers, host:port. Default 127.0.0.1:9092 (`KAFKA_BROKERS`). */
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  /** SASL mechanism and credentials, when `KAFKA_SASL_MECHANISM` is set. */
+  readonly sasl?: { readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; readonly username: string; readonly password: string };
+  /** TLS to the brokers (`KAFKA_SSL`). Default false. */
+  readonly ssl: boolean;
+  /** Prefix of every topic name (`T2I_TOPIC_PREFIX`), default `t2i.`; tests use their own to isolate. */
+  readonly topicPrefix: string;
+  /** Partitions of the prompts topic when this project creates it (`T2I_PROMPT_PARTITIONS`), default 12. */
+  readonly promptPartitions: number;
+}
+
+/** S3-compatible object store settings. */
+export interface S3Config {
+  /** Endpoint URL (`S3_ENDPOINT`); unset means AWS itself. Local default http://127.0.0.1:9000. */
+  readonly endpoint?: string;
+  readonly region: string;
+  readonly bucket: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  /** Path-style addressing (`S3_FORCE_PATH_STYLE`): default true with a custom endpoint. */
+  readonly forcePathStyle: boolean;
+  /** When set (`S3_PUBLIC_BASE_URL`), image URIs are `<base>/<key>` instead of `s3://bucket/key`. */
+  readonly publicBaseUrl?: string;
+}
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'tensorrt';
+
+export interface ModelConfig {
+  /** Model directory (`T2I_MODEL`), default the bundled tiny model under models/tiny-flux. */
+  readonly dir: string;
+  readonly executionProvider: ExecutionProvider;
+  /** Fall back to CPU when the GPU provider cannot start (`T2I_ALLOW_CPU_FALLBACK`). Default false. */
+  readonly allowCpuFallback: boolean;
+  /** onnxruntime intra-op threads (`T2I_INTRA_OP_THREADS`); 0 lets onnxruntime choose. */
+  readonly intraOpThreads: number;
+}
+
+export interface Config {
+  readonly kafka: KafkaConfig;
+  readonly s3: S3Config;
+  readonly model: ModelConfig;
+  /** Port of the health/metrics server (`T2I_HTTP_PORT`); 0 picks a free port. Default 0 for CLI tools. */
+  readonly httpPort: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+}
+
+/** Defaults of the local stack (`t2i stack up`); also the credentials the README gives. */
+export const LOCAL_S3_ACCESS_KEY = 't2i-local';
+export const LOCAL_S3_SECRET_KEY = 't2i-local-secret';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Parses the environment once into a frozen, typed Config. Every problem is reported at once, each
+ * naming the variable and what it expects; nothing else in the code reads process.env.
+ */
+export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
+  const read = new EnvReader({ ...env, ...definedOnly(overrides.env ?? {}) });
+
+  const mechanism = read.raw('KAFKA_SASL_MECHANISM');
+  let sasl: KafkaConfig['sasl'];
+  if (mechanism !== undefined) {
+    const m = read.oneOf('KAFKA_SASL_MECHANISM', ['plain', 'scram-sha-256', 'scram-sha-512'] as const, 'plain');
+    const username = read.raw('KAFKA_SASL_USERNAME');
+    const password = read.raw('KAFKA_SASL_PASSWORD');
+    if (username === undefined) read.problems.push('KAFKA_SASL_USERNAME: required when KAFKA_SASL_MECHANISM is set');
+    if (password === undefined) read.problems.push('KAFKA_SASL_PASSWORD: required when KAFKA_SASL_MECHANISM is set');
+    sasl = { mechanism: m, username: username ?? '', password: password ?? '' };
+  }
+
+  const kafka: KafkaConfig = {
+    brokers: read.hostPorts('KAFKA_BROKERS', '127.0.0.1:9092'),
+    clientId: read.string('KAFKA_CLIENT_ID', 't2i'),
+    ...(sasl ? { sasl } : {}),
+    ssl: read.bool('KAFKA_SSL', false),
+    topicPrefix: read.matches('T2I_TOPIC_PREFIX', /^[A-Za-z0-9._-]{0,200}$/, 't2i.', 'letters, digits, ".", "_" or "-"'),
+    promptPartitions: read.int('T2I_PROMPT_PARTITIONS', 12, { min: 1, max: 10000 }),
+  };
+
+  const endpoint = read.url('S3_ENDPOINT', 'http://127.0.0.1:9000');
+  const publicBaseUrl = read.url('S3_PUBLIC_BASE_URL');
+  const s3: S3Config = {
+    ...(endpoint !== undefined ? { endpoint } : {}),
+    region: read.string('S3_REGION', 'us-east-1'),
+    bucket: read.matches('S3_BUCKET', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 't2i', 'a bucket name: 3-63 lowercase letters, digits, "." or "-"'),
+    accessKeyId: read.string('AWS_ACCESS_KEY_ID', LOCAL_S3_ACCESS_KEY),
+    secretAccessKey: read.string('AWS_SECRET_ACCESS_KEY', LOCAL_S3_SECRET_KEY),
+    forcePathStyle: read.bool('S3_FORCE_PATH_STYLE', endpoint !== undefined),
+    ...(publicBaseUrl !== undefined ? { publicBaseUrl } : {}),
+  };
+
+  const model: ModelConfig = {
+    dir: path.resolve(read.string('T2I_MODEL', DEFAULT_MODEL_DIR)),
+    executionProvider: read.oneOf('T2I_EXECUTION_PROVIDER', ['cpu', 'cuda', 'tensorrt'] as const, 'cpu'),
+    allowCpuFallback: read.bool('T2I_ALLOW_CPU_FALLBACK', false),
+    intraOpThreads: read.int('T2I_INTRA_OP_THREADS', 0, { min: 0, max: 1024 }),
+  };
+
+  const config: Config = {
+    kafka,
+    s3,
+    model,
+    httpPort: read.int('T2I_HTTP_PORT', 0, { min: 0, max: 65535 }),
+    logLevel: read.oneOf('T2I_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+  };
+  read.assertValid('t2i');
+  return deepFreeze(config);
+}
+
+export interface ConfigOverrides {
+  /** Values from command-line flags, by environment variable name; they win over the environment. */
+  env?: Record<string, string | number | boolean | undefined>;
+}
+
+function definedOnly(values: Record<string, string | number | boolean | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) if (value !== undefined) out[key] = String(value);
+  return out;
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+/** Topic names under a prefix. */
+export interface TopicNames {
+  readonly prompts: string;
+  readonly results: string;
+  readonly errors: string;
+  readonly jobs: string;
+}
+
+export function topicNames(prefix: string): TopicNames {
+  return Object.freeze({
+    prompts: `${prefix}prompts`,
+    results: `${prefix}results`,
+    errors: `${prefix}errors`,
+    jobs: `${prefix}jobs`,
+  });
+}
+
+/** The config with secrets masked, for logs and `--print-config`. */
+export function redactConfig(config: Config): unknown {
+  return {
+    ...config,
+    kafka: { ...config.kafka, ...(config.kafka.sasl ? { sasl: { ...config.kafka.sasl, password: '***' } } : {}) },
+    s3: { ...config.s3, secretAccessKey: '***' },
+  };
+}

@@ -1,0 +1,85 @@
+/** TypeScript views of the wire schemas in schemas/*.avsc (newest versions). Avro longs are JS numbers (safe up to 2^53). */
+
+export interface PromptRequest {
+  jobId: string;
+  row: number;
+  promptIndex: number;
+  promptCount: number;
+  prompt: string;
+  seed: number;
+  width: number | null;
+  height: number | null;
+  steps: number | null;
+  guidance: number | null;
+  rowJson: string;
+  createdAt: number;
+}
+
+export interface ImageResult {
+  jobId: string;
+  row: number;
+  promptIndex: number;
+  promptCount: number;
+  prompt: string;
+  uri: string;
+  key: string;
+  seed: number;
+  width: number;
+  height: number;
+  steps: number;
+  guidance: number;
+  model: string;
+  rowJson: string;
+  worker: string;
+  inferenceMs: number;
+  createdAt: number;
+}
+
+export type ErrorStage = 'parse' | 'validate' | 'engine' | 'encode' | 'upload';
+
+export interface DeadLetter {
+  jobId: string;
+  row: number;
+  promptIndex: number | null;
+  promptCount: number | null;
+  stage: ErrorStage | string;
+  error: string;
+  raw: string | null;
+  prompt: string | null;
+  rowJson: string | null;
+  attempts: number;
+  createdAt: number;
+}
+
+export type JobEventType = 'started' | 'produced' | 'completed' | 'failed';
+
+export interface JobEvent {
+  jobId: string;
+  type: JobEventType;
+  at: number;
+  rows: number;
+  prompts: number;
+  badRows: number;
+  images: number;
+  errors: number;
+  source: string | null;
+  paramsJson: string | null;
+  outputUri: string | null;
+  message: string | null;
+}
+
+/** Message key `<jobId>/<row>`: keeps a row's messages on one partition. */
+export function rowKey(jobId: string, row: number): string {
+  return `${jobId}/${row}`;
+}
+
+export const JOB_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Deterministic image key, so a retry overwrites instead of duplicating. */
+export function imageKey(jobId: string, row: number, promptIndex: number): string {
+  return `jobs/${jobId}/images/${String(row).padStart(9, '0')}-${promptIndex}.png`;
+}
+
+export function jobPrefix(jobId: string): string {
+  return `jobs/${jobId}/`;
+}

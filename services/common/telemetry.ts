@@ -1,0 +1,81 @@
+import { context, propagation, trace, type Context, type Span, type SpanOptions, type Tracer, SpanStatusCode } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type { Env } from './config.ts';
+
+export { SpanStatusCode, context, trace };
+export type { Context, Span, Tracer };
+
+let started: { shutdown: () => Promise<void> } | undefined;
+let basicsRegistered = false;
+
+/**
+ * Tracing setup for a process. The W3C trace-context propagator and an async context manager are always
+ * registered, so trace context crosses Kafka headers even with no exporter. The OpenTelemetry Node SDK
+ * (exporters from the standard OTEL_* variables) starts only when an exporter is configured
+ * (OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER other than "none"), so a laptop run exports nothing.
+ */
+export async function initTelemetry(serviceName: string, env: Env = process.env): Promise<{ shutdown: () => Promise<void> }> {
+  registerTelemetryBasics();
+  const exporter = env.OTEL_TRACES_EXPORTER;
+  const wanted = (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (exporter && exporter !== 'none')) && env.OTEL_SDK_DISABLED !== 'true';
+  if (!wanted || started) return started ?? { shutdown: async () => {} };
+  const { NodeSDK } = await import('@opentelemetry/sdk-node');
+  const sdk = new NodeSDK({ serviceName });
+  sdk.start();
+  started = { shutdown: () => sdk.shutdown() };
+  return started;
+}
+
+/** Registers the propagator and context manager once (idempotent; also used by tests). */
+export function registerTelemetryBasics(): void {
+  if (basicsRegistered) return;
+  basicsRegistered = true;
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  const manager = new AsyncLocalStorageContextManager();
+  manager.enable();
+  context.setGlobalContextManager(manager);
+}
+
+export function tracer(): Tracer {
+  return trace.getTracer('t2i-stream');
+}
+
+/** Writes `traceparent` (and `tracestate`) of the given context into message headers. */
+export function injectTraceHeaders(headers: Record<string, string>, ctx: Context = context.active()): Record<string, string> {
+  propagation.inject(ctx, headers, {
+    set: (carrier, key, value) => {
+      carrier[key] = value;
+    },
+  });
+  return headers;
+}
+
+/** The remote context carried by message headers (kafkajs headers may be Buffers). */
+export function extractTraceContext(headers: Record<string, unknown> | undefined): Context {
+  return propagation.extract(context.active(), headers ?? {}, {
+    keys: (carrier) => Object.keys(carrier),
+    get: (carrier, key) => {
+      const value = carrier[key];
+      if (value === undefined) return undefined;
+      if (Buffer.isBuffer(value)) return value.toString('utf8');
+      if (Array.isArray(value)) return value.map((v) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v)));
+      return String(value);
+    },
+  });
+}
+
+/** Runs `fn` in a span; records the error and marks the span failed when it throws. */
+export async function withSpan<T>(name: string, options: SpanOptions, parent: Context | undefined, fn: (span: Span) => Promise<T>): Promise<T> {
+  return tracer().startActiveSpan(name, options, parent ?? context.active(), async (span) => {
+    try {
+      return await fn(span);
+    } catch (error) {
+      span.recordException(error as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
