@@ -1,5 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { T2iError, describeError } from '../common/errors.ts';
+import { registerProduceCommands } from './produce-command.ts';
+import { registerQueryCommands } from './query-command.ts';
+import { registerSinkCommands } from './sink-command.ts';
 import { registerStackCommands } from './stack-command.ts';
 
 const program = new Command();
@@ -9,6 +12,9 @@ program
   .showHelpAfterError()
   .exitOverride();
 
+registerProduceCommands(program);
+registerSinkCommands(program);
+registerQueryCommands(program);
 registerStackCommands(program);
 
 try {
