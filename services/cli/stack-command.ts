@@ -1,5 +1,9 @@
 import type { Command } from 'commander';
 import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../../deploy/local/stack.ts';
+import { createKafka, ensureTopics, kafkaUnavailable } from '../common/kafka.ts';
+import { createLogger } from '../common/logger.ts';
+import { ObjectStore } from '../common/object-store.ts';
+import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
 
 export function registerStackCommands(program: Command): void {
   const stack = program.command('stack').description('the local Kafka + S3 stack (no Docker): up | down | status');
@@ -16,6 +20,27 @@ export function registerStackCommands(program: Command): void {
     .action(async () => {
       await stackDown(stackOptionsFromEnv(), say);
     });
+  addConnectionOptions(
+    stack.command('init').description('create the topics and the bucket on the configured Kafka and S3 (starts nothing; for Docker and Kubernetes)'),
+  ).action(async (flags: ConnectionFlags) => {
+    const config = configFromFlags(flags);
+    const admin = createKafka(config.kafka, createLogger('stack-init', config.logLevel)).admin();
+    try {
+      await admin.connect();
+    } catch (error) {
+      throw kafkaUnavailable(config.kafka, error);
+    }
+    try {
+      const topics = await ensureTopics(admin, config.kafka.topicPrefix, { promptPartitions: config.kafka.promptPartitions });
+      say(`topics ready: ${Object.values(topics).join(', ')}`);
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+    const store = new ObjectStore(config.s3);
+    await store.ensureBucket();
+    store.close();
+    say(`bucket ready: ${config.s3.bucket}`);
+  });
   stack
     .command('status')
     .description('what runs where')

@@ -58,6 +58,31 @@ export const LOCAL_S3_SECRET_KEY = 't2i-local-secret';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/** Every environment variable loadConfig reads (documented in the README's configuration table). */
+export const CONFIG_VARIABLES = [
+  'KAFKA_BROKERS',
+  'KAFKA_CLIENT_ID',
+  'KAFKA_SASL_MECHANISM',
+  'KAFKA_SASL_USERNAME',
+  'KAFKA_SASL_PASSWORD',
+  'KAFKA_SSL',
+  'T2I_TOPIC_PREFIX',
+  'T2I_PROMPT_PARTITIONS',
+  'S3_ENDPOINT',
+  'S3_REGION',
+  'S3_BUCKET',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'S3_FORCE_PATH_STYLE',
+  'S3_PUBLIC_BASE_URL',
+  'T2I_MODEL',
+  'T2I_EXECUTION_PROVIDER',
+  'T2I_ALLOW_CPU_FALLBACK',
+  'T2I_INTRA_OP_THREADS',
+  'T2I_HTTP_PORT',
+  'T2I_LOG_LEVEL',
+] as const;
+
 /**
  * Parses the environment once into a frozen, typed Config. Every problem is reported at once, each
  * naming the variable and what it expects; nothing else in the code reads process.env.

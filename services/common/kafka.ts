@@ -23,7 +23,7 @@ export function createKafka(config: KafkaConfig, logger: Logger, clientId = conf
   };
   if (config.sasl) {
     const { mechanism, username, password } = config.sasl;
-    options.sasl = mechanism === 'plain' ? { mechanism, username, password } : mechanism === 'scram-sha-256' ? { mechanism, username, password } : { mechanism, username, password };
+    options.sasl = { mechanism, username, password } as NonNullable<KafkaJsConfig['sasl']>;
   }
   return new Kafka(options);
 }
