@@ -1,0 +1,113 @@
+/**
+ * Body of `t2i generate "prompt" -o out.png`: one image from a local model, written as a PNG with
+ * its generation metadata. Same options and seed -> byte-identical file.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FluxPipeline } from './flux-pipeline.ts';
+import { encodePng } from './png.ts';
+import type { EngineLogger, ExecutionProviderName, GraphOptimizationLevel } from './types.ts';
+
+/** Repository root (this file is services/worker/engine/generate-command.ts). */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** The tiny FLUX model committed with the repo, used when no model is given. */
+export const DEFAULT_MODEL_DIRECTORY = resolve(PACKAGE_ROOT, 'models', 'tiny-flux');
+
+export interface GenerateCommandOptions {
+  prompt: string;
+  /** PNG path to write; parent folders are created. */
+  output: string;
+  /** Noise seed, non-negative safe integer. Default 0. */
+  seed?: number;
+  /** Euler steps. Default: the model's t2i.json. */
+  steps?: number;
+  /** Pixels, multiple of 16. Default: the model's t2i.json. */
+  width?: number;
+  /** Pixels, multiple of 16. Default: the model's t2i.json. */
+  height?: number;
+  /** Guidance scale. Default: the model's t2i.json. */
+  guidance?: number;
+  /** Model folder. Default: models/tiny-flux in the repository. */
+  modelDirectory?: string;
+  /** Default 'cpu'. */
+  provider?: ExecutionProviderName;
+  /** Default false. */
+  allowCpuFallback?: boolean;
+  /** Default: FluxPipeline's default. */
+  graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Default: onnxruntime's choice. */
+  intraOpNumThreads?: number;
+  /** Default: silent. */
+  logger?: EngineLogger;
+}
+
+export interface GenerateCommandResult {
+  /** Absolute path of the written PNG. */
+  output: string;
+  /** PNG size in bytes. */
+  bytes: number;
+  seed: number;
+  steps: number;
+  guidance: number;
+  width: number;
+  height: number;
+  model: string;
+  provider: ExecutionProviderName;
+  /** Wall time from model load to file written, milliseconds. */
+  durationMs: number;
+}
+
+export async function runGenerate(options: GenerateCommandOptions): Promise<GenerateCommandResult> {
+  const started = performance.now();
+  const pipeline = new FluxPipeline({
+    modelDirectory: options.modelDirectory ?? DEFAULT_MODEL_DIRECTORY,
+    ...(options.provider !== undefined ? { provider: options.provider } : {}),
+    ...(options.allowCpuFallback !== undefined ? { allowCpuFallback: options.allowCpuFallback } : {}),
+    ...(options.graphOptimizationLevel !== undefined ? { graphOptimizationLevel: options.graphOptimizationLevel } : {}),
+    ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+    ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    maxBatchSize: 1,
+  });
+  try {
+    await pipeline.load();
+    const [image] = await pipeline.generate([
+      {
+        prompt: options.prompt,
+        seed: options.seed ?? 0,
+        ...(options.steps !== undefined ? { steps: options.steps } : {}),
+        ...(options.width !== undefined ? { width: options.width } : {}),
+        ...(options.height !== undefined ? { height: options.height } : {}),
+        ...(options.guidance !== undefined ? { guidance: options.guidance } : {}),
+      },
+    ]);
+    const generated = image!;
+    const png = await encodePng(generated, {
+      prompt: options.prompt,
+      seed: generated.seed,
+      steps: generated.steps,
+      guidance: generated.guidance,
+      width: generated.width,
+      height: generated.height,
+      model: generated.model,
+    });
+    const output = resolve(options.output);
+    await mkdir(dirname(output), { recursive: true });
+    await writeFile(output, png);
+    return {
+      output,
+      bytes: png.length,
+      seed: generated.seed,
+      steps: generated.steps,
+      guidance: generated.guidance,
+      width: generated.width,
+      height: generated.height,
+      model: generated.model,
+      provider: pipeline.info.provider,
+      durationMs: performance.now() - started,
+    };
+  } finally {
+    await pipeline.close();
+  }
+}

@@ -1,0 +1,108 @@
+/** FluxPipeline options: what callers may pass, and the validated, defaulted form used inside. */
+import { EngineError } from './errors.ts';
+import type { EngineLogger, ExecutionProviderName, GraphOptimizationLevel, StageTiming } from './types.ts';
+
+/**
+ * Deliberate bugs for the parity test's sensitivity check, which proves the parity test can fail.
+ * Never set outside tests.
+ * @internal
+ */
+export interface PipelineDistortions {
+  /** Write image position ids as [0, j, i] instead of [0, i, j]. */
+  swapImageIdAxes?: boolean;
+  /** Feed guidance 0 instead of the requested scale. */
+  zeroGuidance?: boolean;
+  /** Added to the dynamic-shift mu (a wrong schedule shift). */
+  scheduleMuOffset?: number;
+  /** Added to the VAE shift_factor before decoding. */
+  vaeShiftOffset?: number;
+  /** Multiplies the transformer's timestep input (1000 reproduces the classic "sigma*1000" bug). */
+  timestepMultiplier?: number;
+}
+
+export interface FluxPipelineOptions {
+  /** Model folder in optimum's ONNX layout (model_index.json, text_encoder/, …, t2i.json). */
+  modelDirectory: string;
+  /** Execution provider. Default 'cpu'. 'cuda' and 'tensorrt' need onnxruntime-node's CUDA 12 libraries. */
+  provider?: ExecutionProviderName;
+  /** If the requested GPU provider cannot be created, run on CPU with a warning instead of failing. Default false. */
+  allowCpuFallback?: boolean;
+  /** GPU ordinal for cuda/tensorrt. Default 0. */
+  deviceId?: number;
+  /**
+   * onnxruntime graph optimization level. Default 'all' (fastest on CPU; still within the parity
+   * tolerances on the tiny model). 'basic' gives the tightest agreement with PyTorch fp32.
+   */
+  graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Threads per operator. Default: onnxruntime's choice (one per physical core). */
+  intraOpNumThreads?: number;
+  /** Largest batch per model pass (images). Default 8. A model's fixed batch dimension lowers it. */
+  maxBatchSize?: number;
+  /** Batch size the worker should aim for (images). Default 4, capped by maxBatchSize. */
+  preferredBatchSize?: number;
+  /** Receives warnings (e.g. a CPU fallback). Default: silent. */
+  logger?: EngineLogger;
+  /** Called after every stage of every model pass, for benchmarks and metrics. Default: none. */
+  onStageTiming?: (timing: StageTiming) => void;
+  /** @internal Bug injection for the parity test's sensitivity check. */
+  distortions?: PipelineDistortions;
+}
+
+export interface ResolvedPipelineOptions {
+  readonly modelDirectory: string;
+  readonly provider: ExecutionProviderName;
+  readonly allowCpuFallback: boolean;
+  readonly deviceId: number;
+  readonly graphOptimizationLevel: GraphOptimizationLevel;
+  readonly intraOpNumThreads: number | undefined;
+  readonly maxBatchSize: number;
+  readonly preferredBatchSize: number;
+  readonly logger: EngineLogger;
+  readonly onStageTiming: ((timing: StageTiming) => void) | undefined;
+  readonly distortions: Readonly<PipelineDistortions>;
+}
+
+const SILENT_LOGGER: EngineLogger = { warn() {} };
+const PROVIDERS: readonly ExecutionProviderName[] = ['cpu', 'cuda', 'tensorrt'];
+const LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
+
+function positiveInteger(value: number | undefined, name: string, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new EngineError('BAD_REQUEST', `FluxPipeline option ${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+export function resolvePipelineOptions(options: FluxPipelineOptions): ResolvedPipelineOptions {
+  if (typeof options.modelDirectory !== 'string' || options.modelDirectory.length === 0) {
+    throw new EngineError('BAD_REQUEST', 'FluxPipeline option modelDirectory is required');
+  }
+  const provider = options.provider ?? 'cpu';
+  if (!PROVIDERS.includes(provider)) {
+    throw new EngineError('BAD_REQUEST', `FluxPipeline option provider must be one of ${PROVIDERS.join(', ')}, got ${String(provider)}`);
+  }
+  const graphOptimizationLevel = options.graphOptimizationLevel ?? 'all';
+  if (!LEVELS.includes(graphOptimizationLevel)) {
+    throw new EngineError('BAD_REQUEST', `FluxPipeline option graphOptimizationLevel must be one of ${LEVELS.join(', ')}`);
+  }
+  const maxBatchSize = positiveInteger(options.maxBatchSize, 'maxBatchSize', 8)!;
+  const preferredBatchSize = Math.min(positiveInteger(options.preferredBatchSize, 'preferredBatchSize', 4)!, maxBatchSize);
+  const deviceId = options.deviceId ?? 0;
+  if (!Number.isInteger(deviceId) || deviceId < 0) {
+    throw new EngineError('BAD_REQUEST', `FluxPipeline option deviceId must be a non-negative integer, got ${deviceId}`);
+  }
+  return Object.freeze({
+    modelDirectory: options.modelDirectory,
+    provider,
+    allowCpuFallback: options.allowCpuFallback ?? false,
+    deviceId,
+    graphOptimizationLevel,
+    intraOpNumThreads: positiveInteger(options.intraOpNumThreads, 'intraOpNumThreads', undefined),
+    maxBatchSize,
+    preferredBatchSize,
+    logger: options.logger ?? SILENT_LOGGER,
+    onStageTiming: options.onStageTiming,
+    distortions: Object.freeze({ ...(options.distortions ?? {}) }),
+  });
+}

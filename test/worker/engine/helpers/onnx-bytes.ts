@@ -1,0 +1,73 @@
+/**
+ * Hand-built ONNX models for error-path tests (bf16 I/O, wrong input names), so the tests need no
+ * Python export. Only the few protobuf fields onnxruntime requires are written.
+ */
+
+export const ONNX_ELEMENT_TYPE = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10, bfloat16: 16 } as const;
+export type OnnxElementTypeName = keyof typeof ONNX_ELEMENT_TYPE;
+
+function varint(value: number | bigint): number[] {
+  let v = BigInt(value);
+  const out: number[] = [];
+  do {
+    let byte = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) byte |= 0x80;
+    out.push(byte);
+  } while (v > 0n);
+  return out;
+}
+
+function field(number: number, wireType: 0 | 2, payload: number[] | number): number[] {
+  const key = varint((number << 3) | wireType);
+  if (wireType === 0) return [...key, ...varint(payload as number)];
+  const bytes = payload as number[];
+  return [...key, ...varint(bytes.length), ...bytes];
+}
+
+const text = (value: string): number[] => [...Buffer.from(value, 'utf8')];
+
+export interface SyntheticValue {
+  name: string;
+  type: OnnxElementTypeName;
+  /** Numbers are fixed sizes, strings are symbolic dimensions. */
+  shape: Array<number | string>;
+}
+
+function valueInfo(value: SyntheticValue): number[] {
+  const dims = value.shape.flatMap((dim) =>
+    field(1, 2, typeof dim === 'number' ? field(1, 0, dim) : field(2, 2, text(dim))),
+  );
+  const tensorType = [...field(1, 0, ONNX_ELEMENT_TYPE[value.type]), ...field(2, 2, dims)];
+  return [...field(1, 2, text(value.name)), ...field(2, 2, field(1, 2, tensorType))];
+}
+
+/**
+ * A model whose outputs are Identity copies of its inputs (output i = input i), so any input/output
+ * names and element types can be declared.
+ */
+export function identityModel(inputs: SyntheticValue[], outputs: SyntheticValue[]): Uint8Array {
+  const nodes = outputs.flatMap((output, index) => {
+    const input = inputs[index] ?? inputs[0]!;
+    const node = [
+      ...field(1, 2, text(input.name)),
+      ...field(2, 2, text(output.name)),
+      ...field(3, 2, text(`identity_${index}`)),
+      ...field(4, 2, text('Identity')),
+    ];
+    return field(1, 2, node);
+  });
+  const graph = [
+    ...nodes,
+    ...field(2, 2, text('synthetic')),
+    ...inputs.flatMap((input) => field(11, 2, valueInfo(input))),
+    ...outputs.flatMap((output) => field(12, 2, valueInfo(output))),
+  ];
+  const model = [
+    ...field(1, 0, 8),
+    ...field(2, 2, text('t2i-stream-test')),
+    ...field(7, 2, graph),
+    ...field(8, 2, [...field(1, 2, []), ...field(2, 0, 17)]),
+  ];
+  return Uint8Array.from(model);
+}

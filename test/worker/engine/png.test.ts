@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import sharp from 'sharp';
+import { crc32, encodePng, readPngMetadata, readPngText, METADATA_KEYWORD } from '../../../services/worker/engine/png.ts';
+
+const META = { prompt: 'a café at dusk, 夕暮れ "quoted"', seed: 12345, steps: 4, guidance: 3.5, width: 4, height: 2, model: 'tiny-flux' };
+
+function image(): { width: number; height: number; data: Uint8Array } {
+  return { width: 4, height: 2, data: Uint8Array.from({ length: 24 }, (_, i) => (i * 37) % 256) };
+}
+
+describe('PNG encoding', () => {
+  it('computes the standard CRC-32', () => {
+    assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926);
+  });
+
+  it('round-trips the metadata text chunk, including non-Latin-1 prompts', async () => {
+    const png = await encodePng(image(), META);
+    assert.deepEqual(readPngMetadata(png), META);
+    assert.equal(Object.keys(readPngText(png)).includes(METADATA_KEYWORD), true);
+  });
+
+  it('keeps the pixels and produces a PNG sharp and libpng accept', async () => {
+    const png = await encodePng(image(), META);
+    const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(info.width, 4);
+    assert.equal(info.height, 2);
+    assert.equal(info.channels, 3);
+    assert.deepEqual(new Uint8Array(data), image().data);
+  });
+
+  it('is byte-deterministic and changes with the metadata', async () => {
+    const a = await encodePng(image(), META);
+    const b = await encodePng(image(), META);
+    const c = await encodePng(image(), { ...META, seed: 1 });
+    assert.ok(a.equals(b));
+    assert.ok(!a.equals(c));
+  });
+
+  it('rejects data of the wrong size and non-PNG input', async () => {
+    await assert.rejects(encodePng({ width: 4, height: 4, data: new Uint8Array(3) }, META), /expected 4x4x3/);
+    assert.throws(() => readPngText(Buffer.from('not a png')), /not a PNG/);
+  });
+});
