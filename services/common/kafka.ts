@@ -3,8 +3,11 @@ import type { Logger } from 'pino';
 import { topicNames, type KafkaConfig, type TopicNames } from './config.ts';
 import { T2iError } from './errors.ts';
 
-/** A kafkajs client for the configured brokers, with SASL/TLS when set and kafkajs logs routed to pino. */
-export function createKafka(config: KafkaConfig, logger: Logger, clientId = config.clientId): Kafka {
+/**
+ * A kafkajs client for the configured brokers, with SASL/TLS when set and kafkajs logs routed to pino.
+ * `overrides` replace client options (e.g. a shorter connect retry for a CLI command that must give up in seconds).
+ */
+export function createKafka(config: KafkaConfig, logger: Logger, clientId = config.clientId, overrides: Pick<KafkaJsConfig, 'connectionTimeout' | 'retry'> = {}): Kafka {
   const options: KafkaJsConfig = {
     clientId,
     brokers: [...config.brokers],
@@ -25,7 +28,7 @@ export function createKafka(config: KafkaConfig, logger: Logger, clientId = conf
     const { mechanism, username, password } = config.sasl;
     options.sasl = { mechanism, username, password } as NonNullable<KafkaJsConfig['sasl']>;
   }
-  return new Kafka(options);
+  return new Kafka({ ...options, ...overrides });
 }
 
 export interface TopicLayout {
