@@ -1,0 +1,153 @@
+import { CompressionTypes, Partitioners, type Message, type PartitionMetadata, type Producer } from 'kafkajs';
+import type { ProduceCompression } from './options.ts';
+
+export interface RequestBatcherOptions {
+  /** Partitions of each topic this batcher writes (from the broker's metadata). */
+  partitions: Readonly<Record<string, number>>;
+  maxBatchMessages: number;
+  maxBatchBytes: number;
+  maxPartitionBytes: number;
+  maxInFlight: number;
+  compression: ProduceCompression;
+  /** Called with the number of messages of each request once the broker acknowledged it. */
+  onAcknowledged?: (messages: number) => void;
+}
+
+/** Bytes a message adds to a record batch besides key, value and headers (varints, attributes, deltas). */
+const RECORD_OVERHEAD = 24;
+
+/** Size of a message on the wire, near enough for batching decisions. */
+export function messageBytes(message: Message): number {
+  let size = RECORD_OVERHEAD + (message.value ? message.value.length : 0) + (message.key ? message.key.length : 0);
+  for (const [name, value] of Object.entries(message.headers ?? {})) size += name.length + (value ? String(value).length : 0) + 2;
+  return size;
+}
+
+/**
+ * Groups messages into produce requests and keeps a bounded number of requests in flight.
+ *
+ * Each message gets its partition here, with the same murmur2 hash as kafkajs and the Java client, so
+ * the batcher can keep every partition's share of a request under the broker's size limit for one record
+ * batch (message.max.bytes). A request is cut when it reaches maxBatchMessages or maxBatchBytes, or when
+ * one partition would pass maxPartitionBytes. Backpressure is explicit: the caller awaits waitForRoom()
+ * after each input chunk, which holds it while maxInFlight requests are unacknowledged, so at most
+ * maxInFlight requests (plus those one chunk makes) are in memory. With the idempotent producer kafkajs
+ * sends one request per broker at a time; the requests waiting behind it are already encoded, so
+ * reading and encoding overlap the broker's round trip.
+ */
+export class RequestBatcher {
+  private readonly partitioner = Partitioners.DefaultPartitioner();
+  private readonly metadata = new Map<string, PartitionMetadata[]>();
+  private pending = new Map<string, Message[]>();
+  private pendingMessages = 0;
+  private pendingBytes = 0;
+  private partitionBytes = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { error: unknown } | undefined;
+  private requestCount = 0;
+  private readonly compression: CompressionTypes;
+
+  constructor(
+    private readonly producer: Pick<Producer, 'sendBatch'>,
+    private readonly options: RequestBatcherOptions,
+  ) {
+    for (const [topic, count] of Object.entries(options.partitions)) {
+      // The partitioner needs partition metadata only to count partitions; leader 0 marks them available.
+      this.metadata.set(
+        topic,
+        Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] })),
+      );
+    }
+    this.compression = options.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+  }
+
+  /** The partition a key goes to. */
+  partitionOf(topic: string, key: string): number {
+    const partitionMetadata = this.metadata.get(topic);
+    if (!partitionMetadata) throw new Error(`RequestBatcher: no partition count for topic ${topic}`);
+    return this.partitioner({ topic, partitionMetadata, message: { key, value: null } });
+  }
+
+  /**
+   * Adds messages that must travel together (the prompts of one row: same key, same partition), cutting
+   * the current request first when they would not fit. The messages carry their partition.
+   */
+  add(topic: string, messages: Message[], sizes: number[]): void {
+    this.throwIfFailed();
+    let bytes = 0;
+    for (const size of sizes) bytes += size;
+    const partition = messages[0]?.partition ?? 0;
+    const slot = `${topic}\u0000${partition}`;
+    if (this.pendingMessages > 0) {
+      const full =
+        this.pendingMessages + messages.length > this.options.maxBatchMessages ||
+        this.pendingBytes + bytes > this.options.maxBatchBytes ||
+        (this.partitionBytes.get(slot) ?? 0) + bytes > this.options.maxPartitionBytes;
+      if (full) this.flush();
+    }
+    let list = this.pending.get(topic);
+    if (!list) {
+      list = [];
+      this.pending.set(topic, list);
+    }
+    for (const message of messages) list.push(message);
+    this.pendingMessages += messages.length;
+    this.pendingBytes += bytes;
+    this.partitionBytes.set(slot, (this.partitionBytes.get(slot) ?? 0) + bytes);
+  }
+
+  /** Sends what is pending as one request (not awaited: see waitForRoom and drain). */
+  flush(): void {
+    if (this.pendingMessages === 0) return;
+    const topicMessages = [...this.pending].map(([topic, messages]) => ({ topic, messages }));
+    const count = this.pendingMessages;
+    this.pending = new Map();
+    this.pendingMessages = 0;
+    this.pendingBytes = 0;
+    this.partitionBytes = new Map();
+    this.requestCount++;
+    const request: Promise<void> = this.producer
+      .sendBatch({ topicMessages, acks: -1, compression: this.compression })
+      .then(
+        () => this.options.onAcknowledged?.(count),
+        (error: unknown) => {
+          this.failure ??= { error };
+        },
+      )
+      .finally(() => this.inFlight.delete(request));
+    this.inFlight.add(request);
+  }
+
+  /** Resolves when fewer than maxInFlight requests are unacknowledged; rejects once a request failed for good. */
+  async waitForRoom(): Promise<void> {
+    while (this.inFlight.size >= this.options.maxInFlight) {
+      await Promise.race(this.inFlight);
+      this.throwIfFailed();
+    }
+    this.throwIfFailed();
+  }
+
+  /** Sends the rest and resolves when every request is acknowledged; rejects with the first failure. */
+  async drain(): Promise<void> {
+    this.flush();
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+    this.throwIfFailed();
+  }
+
+  /** Waits for what is in flight without sending the rest (used on failure or abort). */
+  async settle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+  }
+
+  get requests(): number {
+    return this.requestCount;
+  }
+
+  get unacknowledgedRequests(): number {
+    return this.inFlight.size;
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
+  }
+}
