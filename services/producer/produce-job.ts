@@ -4,7 +4,7 @@ import { AvroCodec, SCHEMA_HEADER } from '../common/avro.ts';
 import { topicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
 import { createKafka, ensureTopics, kafkaUnavailable } from '../common/kafka.ts';
-import { silentLogger, type Logger } from '../common/logger.ts';
+import { silentLogger } from '../common/logger.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { rowKey, type DeadLetter, type JobEvent, type PromptRequest } from '../common/messages.ts';
 import { context, injectTraceHeaders, tracer } from '../common/telemetry.ts';
