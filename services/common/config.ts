@@ -50,6 +50,8 @@ export interface Config {
   /** Port of the health/metrics server (`T2I_HTTP_PORT`); 0 picks a free port. Default 0 for CLI tools. */
   readonly httpPort: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Bearer token the query API (`t2i serve`) requires when set (`T2I_QUERY_TOKEN`). Default: none. */
+  readonly queryToken?: string;
 }
 
 /** Defaults of the local stack (`t2i stack up`); also the credentials the README gives. */
@@ -115,7 +117,12 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const s3: S3Config = {
     ...(endpoint !== undefined ? { endpoint } : {}),
     region: read.string('S3_REGION', 'us-east-1'),
-    bucket: read.matches('S3_BUCKET', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 't2i', 'a bucket name: 3-63 lowercase letters, digits, "." or "-"'),
+    bucket: read.matches(
+      'S3_BUCKET',
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      't2i',
+      'a bucket name: 3-63 lowercase letters, digits, "." or "-"',
+    ),
     accessKeyId: read.string('AWS_ACCESS_KEY_ID', LOCAL_S3_ACCESS_KEY),
     secretAccessKey: read.string('AWS_SECRET_ACCESS_KEY', LOCAL_S3_SECRET_KEY),
     forcePathStyle: read.bool('S3_FORCE_PATH_STYLE', endpoint !== undefined),
@@ -129,12 +136,14 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     intraOpThreads: read.int('T2I_INTRA_OP_THREADS', 0, { min: 0, max: 1024 }),
   };
 
+  const queryToken = read.raw('T2I_QUERY_TOKEN');
   const config: Config = {
     kafka,
     s3,
     model,
     httpPort: read.int('T2I_HTTP_PORT', 0, { min: 0, max: 65535 }),
     logLevel: read.oneOf('T2I_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+    ...(queryToken !== undefined ? { queryToken } : {}),
   };
   read.assertValid('t2i');
   return deepFreeze(config);
@@ -182,5 +191,6 @@ export function redactConfig(config: Config): unknown {
     ...config,
     kafka: { ...config.kafka, ...(config.kafka.sasl ? { sasl: { ...config.kafka.sasl, password: '***' } } : {}) },
     s3: { ...config.s3, secretAccessKey: '***' },
+    ...(config.queryToken !== undefined ? { queryToken: '***' } : {}),
   };
 }
