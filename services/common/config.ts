@@ -117,12 +117,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const s3: S3Config = {
     ...(endpoint !== undefined ? { endpoint } : {}),
     region: read.string('S3_REGION', 'us-east-1'),
-    bucket: read.matches(
-      'S3_BUCKET',
-      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
-      't2i',
-      'a bucket name: 3-63 lowercase letters, digits, "." or "-"',
-    ),
+    bucket: read.matches('S3_BUCKET', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 't2i', 'a bucket name: 3-63 lowercase letters, digits, "." or "-"'),
     accessKeyId: read.string('AWS_ACCESS_KEY_ID', LOCAL_S3_ACCESS_KEY),
     secretAccessKey: read.string('AWS_SECRET_ACCESS_KEY', LOCAL_S3_SECRET_KEY),
     forcePathStyle: read.bool('S3_FORCE_PATH_STYLE', endpoint !== undefined),
