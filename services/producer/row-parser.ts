@@ -91,7 +91,7 @@ export function parseLine(line: InputLine, rules: RowRules): RowOutcome | null {
 
   const { overrides, problems } = readOverrides(record);
   if (problems.length > 0) return bad('validate', problems.join('; '), bytes, rules);
-  if (overrides.seed !== undefined && overrides.seed + prompts.length - 1 > Number.MAX_SAFE_INTEGER) {
+  if (overrides.seed !== undefined && overrides.seed > Number.MAX_SAFE_INTEGER - (prompts.length - 1)) {
     return bad(
       'validate',
       `seed ${overrides.seed} + ${prompts.length - 1} (one per further prompt of the row) exceeds ${Number.MAX_SAFE_INTEGER}: use a smaller seed`,
