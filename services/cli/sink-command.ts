@@ -1,13 +1,63 @@
-import type { Command } from 'commander';
-import { T2iError } from '../common/errors.ts';
+import { InvalidArgumentError, type Command } from 'commander';
+import { AvroCodec } from '../common/avro.ts';
+import { createKafka } from '../common/kafka.ts';
+import { ObjectStore } from '../common/object-store.ts';
+import { runService } from '../common/service-runtime.ts';
+import { createSink } from '../sink/sink.ts';
+import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
 
-// Placeholder until the sink service lands (tracked in its issue).
+interface SinkFlags extends ConnectionFlags {
+  group?: string;
+  flushIntervalMs?: number;
+  maxBufferedMessages?: number;
+  sessionTimeoutMs?: number;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+/** `t2i sink`: the long-running sink service behind the service runtime (health, metrics, SIGTERM drain). */
 export function registerSinkCommands(program: Command): void {
-  program
-    .command('sink')
-    .description('sink (not implemented yet)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new T2iError('CONFIG_INVALID', '`t2i sink` is not implemented yet');
+  addConnectionOptions(
+    program
+      .command('sink')
+      .description('assemble output.jsonl, errors.jsonl and manifest.json of each job from its results, dead letters and job events'),
+  )
+    .option('--http-port <port>', 'health/metrics port (T2I_HTTP_PORT; 0 picks a free one)')
+    .option('--group <id>', 'consumer group of the results/errors consumer', 't2i-sink')
+    .option('--flush-interval-ms <ms>', 'spill buffered results to the bucket (and commit) at least this often', positiveInt)
+    .option('--max-buffered-messages <n>', 'spill when this many results/errors are buffered', positiveInt)
+    .option('--session-timeout-ms <ms>', 'Kafka session timeout of the sink consumers', positiveInt)
+    .action(async (flags: SinkFlags) => {
+      const config = configFromFlags(flags);
+      await runService('sink', config, async ({ logger, registry }) => {
+        const kafka = createKafka(config.kafka, logger, `${config.kafka.clientId}-sink`);
+        const store = new ObjectStore(config.s3);
+        const sink = createSink({
+          config,
+          logger,
+          kafka,
+          store,
+          codec: new AvroCodec(),
+          registry,
+          ...(flags.group !== undefined ? { groupId: flags.group } : {}),
+          ...(flags.flushIntervalMs !== undefined ? { flushIntervalMs: flags.flushIntervalMs } : {}),
+          ...(flags.maxBufferedMessages !== undefined ? { maxBufferedMessages: flags.maxBufferedMessages } : {}),
+          ...(flags.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: flags.sessionTimeoutMs } : {}),
+        });
+        await sink.start();
+        logger.info({ topics: sink.topics, bucket: store.bucket }, 'sink: running');
+        return {
+          readiness: [{ name: 'sink consumers', check: () => sink.isReady() }],
+          drain: async () => {
+            await sink.close();
+            store.close();
+          },
+          done: sink.done,
+        };
+      });
     });
 }
