@@ -23,14 +23,23 @@ function typeList(types: ReadonlySet<string>): string {
 
 function checkSpec(file: string, kind: string, spec: TensorSpec, rule: RoleRule): TensorSpec {
   if (spec.type === 'bfloat16') {
-    throw new EngineError('MODEL_UNSUPPORTED', `${file}: ${kind} ${spec.name} is bfloat16, which onnxruntime-node cannot feed or read; export with float32 or float16 I/O`);
+    throw new EngineError(
+      'MODEL_UNSUPPORTED',
+      `${file}: ${kind} ${spec.name} is bfloat16, which onnxruntime-node cannot feed or read; export with float32 or float16 I/O`,
+    );
   }
   if (!rule.types.has(spec.type)) {
-    throw new EngineError('MODEL_UNSUPPORTED', `${file}: ${kind} ${spec.name} (${rule.role}) has type ${spec.type}; expected ${typeList(rule.types)}`);
+    throw new EngineError(
+      'MODEL_UNSUPPORTED',
+      `${file}: ${kind} ${spec.name} (${rule.role}) has type ${spec.type}; expected ${typeList(rule.types)}`,
+    );
   }
   // An empty shape means the model does not declare a rank: trust it and let the run report problems.
   if (spec.shape.length > 0 && !rule.ranks.includes(spec.shape.length)) {
-    throw new EngineError('MODEL_UNSUPPORTED', `${file}: ${kind} ${spec.name} (${rule.role}) has rank ${spec.shape.length}; expected rank ${rule.ranks.join(' or ')}`);
+    throw new EngineError(
+      'MODEL_UNSUPPORTED',
+      `${file}: ${kind} ${spec.name} (${rule.role}) has rank ${spec.shape.length}; expected rank ${rule.ranks.join(' or ')}`,
+    );
   }
   return spec;
 }
@@ -58,9 +67,7 @@ function requireOutput(session: ModelSession, rule: RoleRule): TensorSpec {
     const spec = session.outputs.get(alias);
     if (spec) return checkSpec(session.file, 'output', spec, rule);
   }
-  const byRank = [...session.outputs.values()].filter(
-    (spec) => FLOAT_TYPES.has(spec.type) && rule.ranks.includes(spec.shape.length),
-  );
+  const byRank = [...session.outputs.values()].filter((spec) => FLOAT_TYPES.has(spec.type) && rule.ranks.includes(spec.shape.length));
   if (byRank.length === 1) return byRank[0]!;
   if (session.outputs.size === 1) return checkSpec(session.file, 'output', [...session.outputs.values()][0]!, rule);
   throw new EngineError(
@@ -80,7 +87,12 @@ function fixedBatch(specs: readonly TensorSpec[]): number | undefined {
   return fixed.length > 0 ? Math.min(...fixed) : undefined;
 }
 
-const INPUT_IDS: RoleRule = { role: 'token ids', aliases: ['input_ids', 'input', 'tokens', 'text_input_ids'], types: TOKEN_ID_TYPES, ranks: [2] };
+const INPUT_IDS: RoleRule = {
+  role: 'token ids',
+  aliases: ['input_ids', 'input', 'tokens', 'text_input_ids'],
+  types: TOKEN_ID_TYPES,
+  ranks: [2],
+};
 
 export interface TextEncoderBinding {
   session: ModelSession;
@@ -135,18 +147,43 @@ export interface TransformerBinding {
 const IDS_RULE = { types: INTEGER_VALUED_TYPES, ranks: [2, 3] };
 
 export function bindTransformer(session: ModelSession): TransformerBinding {
-  const hiddenStates = requireInput(session, { role: 'packed latents', aliases: ['hidden_states', 'latent', 'img', 'x'], types: FLOAT_TYPES, ranks: [3] });
-  const encoderHiddenStates = requireInput(session, { role: 'T5 embeddings', aliases: ['encoder_hidden_states', 'text_embeddings', 'txt', 'prompt_embeds'], types: FLOAT_TYPES, ranks: [3] });
-  const pooledProjections = requireInput(session, { role: 'pooled CLIP embedding', aliases: ['pooled_projections', 'pooled_embeddings', 'pooled_prompt_embeds', 'y'], types: FLOAT_TYPES, ranks: [2] });
+  const hiddenStates = requireInput(session, {
+    role: 'packed latents',
+    aliases: ['hidden_states', 'latent', 'img', 'x'],
+    types: FLOAT_TYPES,
+    ranks: [3],
+  });
+  const encoderHiddenStates = requireInput(session, {
+    role: 'T5 embeddings',
+    aliases: ['encoder_hidden_states', 'text_embeddings', 'txt', 'prompt_embeds'],
+    types: FLOAT_TYPES,
+    ranks: [3],
+  });
+  const pooledProjections = requireInput(session, {
+    role: 'pooled CLIP embedding',
+    aliases: ['pooled_projections', 'pooled_embeddings', 'pooled_prompt_embeds', 'y'],
+    types: FLOAT_TYPES,
+    ranks: [2],
+  });
   const timestep = requireInput(session, { role: 'timestep', aliases: ['timestep', 'timesteps', 't'], types: FLOAT_TYPES, ranks: [1] });
   const imgIds = requireInput(session, { role: 'image position ids', aliases: ['img_ids', 'image_ids', 'latent_image_ids'], ...IDS_RULE });
   const txtIds = requireInput(session, { role: 'text position ids', aliases: ['txt_ids', 'text_ids'], ...IDS_RULE });
   const guidance = findInput(session, { role: 'guidance', aliases: ['guidance', 'guidance_scale'], types: FLOAT_TYPES, ranks: [1] });
-  const output = requireOutput(session, { role: 'velocity', aliases: ['out_hidden_states', 'sample', 'output', 'latent'], types: FLOAT_TYPES, ranks: [3] });
-  const known = new Set([hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds, guidance].filter(Boolean).map((spec) => spec!.name));
+  const output = requireOutput(session, {
+    role: 'velocity',
+    aliases: ['out_hidden_states', 'sample', 'output', 'latent'],
+    types: FLOAT_TYPES,
+    ranks: [3],
+  });
+  const known = new Set(
+    [hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds, guidance].filter(Boolean).map((spec) => spec!.name),
+  );
   const unknown = [...session.inputs.keys()].filter((name) => !known.has(name));
   if (unknown.length > 0) {
-    throw new EngineError('MODEL_UNSUPPORTED', `${session.file}: transformer has inputs this engine does not know how to fill: ${unknown.join(', ')}`);
+    throw new EngineError(
+      'MODEL_UNSUPPORTED',
+      `${session.file}: transformer has inputs this engine does not know how to fill: ${unknown.join(', ')}`,
+    );
   }
   const batched = [hiddenStates, encoderHiddenStates, pooledProjections, timestep, ...(guidance ? [guidance] : [])];
   for (const ids of [imgIds, txtIds]) if (ids.shape.length === 3) batched.push(ids);
@@ -175,7 +212,12 @@ export interface VaeDecoderBinding {
 }
 
 export function bindVaeDecoder(session: ModelSession): VaeDecoderBinding {
-  const latent = requireInput(session, { role: 'latents', aliases: ['latent_sample', 'latent', 'latents', 'z'], types: FLOAT_TYPES, ranks: [4] });
+  const latent = requireInput(session, {
+    role: 'latents',
+    aliases: ['latent_sample', 'latent', 'latents', 'z'],
+    types: FLOAT_TYPES,
+    ranks: [4],
+  });
   const output = requireOutput(session, { role: 'image', aliases: ['sample', 'images', 'image'], types: FLOAT_TYPES, ranks: [4] });
   return { session, latent, output, fixedBatch: fixedBatch([latent]), channels: fixedDim(latent, 1) };
 }

@@ -290,7 +290,10 @@ export class FluxPipeline implements ImageEngine {
   private geometry(width: number, height: number): LatentGeometry {
     const model = this.requireModel();
     const multiple = model.info.sizeMultiple;
-    for (const [name, value] of [['width', width], ['height', height]] as const) {
+    for (const [name, value] of [
+      ['width', width],
+      ['height', height],
+    ] as const) {
       if (!Number.isInteger(value) || value < multiple || value % multiple !== 0) {
         throw new EngineError('BAD_REQUEST', `${name} must be a positive multiple of ${multiple}, got ${value}`);
       }
@@ -347,9 +350,14 @@ export class FluxPipeline implements ImageEngine {
         throw new EngineError('MODEL_UNSUPPORTED', `${files.onnx.transformer}: in_channels must be a multiple of 4`);
       }
       if (vae.channels !== undefined && vae.channels !== latentChannels) {
-        throw new EngineError('MODEL_UNSUPPORTED', `${files.onnx.vaeDecoder}: takes ${vae.channels} latent channels but the transformer produces ${latentChannels}`);
+        throw new EngineError(
+          'MODEL_UNSUPPORTED',
+          `${files.onnx.vaeDecoder}: takes ${vae.channels} latent channels but the transformer produces ${latentChannels}`,
+        );
       }
-      const fixedBatches = [clip.fixedBatch, t5.fixedBatch, transformer.fixedBatch, vae.fixedBatch].filter((b): b is number => b !== undefined);
+      const fixedBatches = [clip.fixedBatch, t5.fixedBatch, transformer.fixedBatch, vae.fixedBatch].filter(
+        (b): b is number => b !== undefined,
+      );
       // With a fixed export batch, passes are exactly that size (padded), so that is the capacity.
       const maxBatchSize = fixedBatches.length > 0 ? Math.min(...fixedBatches) : this.options.maxBatchSize;
       const info: EngineInfo = Object.freeze({
@@ -440,7 +448,10 @@ export class FluxPipeline implements ImageEngine {
         pass.forEach((request, i) => {
           const given = options.initialLatents?.[request.index];
           if (given !== undefined && given.length !== tokensPerImage) {
-            throw new EngineError('BAD_REQUEST', `request ${request.index}: initialLatents has ${given.length} values, expected ${tokensPerImage}`);
+            throw new EngineError(
+              'BAD_REQUEST',
+              `request ${request.index}: initialLatents has ${given.length} values, expected ${tokensPerImage}`,
+            );
           }
           latents.set(given ?? this.initialLatents(request.seed, width, height), i * tokensPerImage);
         });
@@ -451,7 +462,10 @@ export class FluxPipeline implements ImageEngine {
           height,
           steps,
           guidance: pass.map((request) => request.guidance),
-          prompts: selectRows(encoding, pass.map((request) => request.index)),
+          prompts: selectRows(
+            encoding,
+            pass.map((request) => request.index),
+          ),
         });
         const images = await this.decodeNow(final, pass.length, width, height);
         pass.forEach((request, i) => {
@@ -474,7 +488,10 @@ export class FluxPipeline implements ImageEngine {
     const model = this.requireModel();
     let textLength = options.maxSequenceLength ?? model.info.defaults.maxSequenceLength;
     if (model.t5.fixedLength !== undefined && textLength !== model.t5.fixedLength) {
-      throw new EngineError('BAD_REQUEST', `${model.t5.session.file} has a fixed sequence length of ${model.t5.fixedLength}; cannot encode ${textLength} tokens`);
+      throw new EngineError(
+        'BAD_REQUEST',
+        `${model.t5.session.file} has a fixed sequence length of ${model.t5.fixedLength}; cannot encode ${textLength} tokens`,
+      );
     }
     if (!Number.isInteger(textLength) || textLength < 2) {
       throw new EngineError('BAD_REQUEST', `maxSequenceLength must be an integer >= 2, got ${textLength}`);
@@ -491,8 +508,16 @@ export class FluxPipeline implements ImageEngine {
     let textHiddenSize = 0;
     const rows = prompts.map((_, i) => i);
     for (const pass of chunk(rows, model.info.maxBatchSize)) {
-      const pooled = await this.runTextEncoder(model.clip, 'clip', pass.map((i) => clipIds[i]!));
-      const hidden = await this.runTextEncoder(model.t5, 't5', pass.map((i) => t5Ids[i]!));
+      const pooled = await this.runTextEncoder(
+        model.clip,
+        'clip',
+        pass.map((i) => clipIds[i]!),
+      );
+      const hidden = await this.runTextEncoder(
+        model.t5,
+        't5',
+        pass.map((i) => t5Ids[i]!),
+      );
       pooledSize = pooled.data.length / pass.length;
       textHiddenSize = hidden.data.length / (pass.length * textLength);
       pooledParts.push(pooled.data);
@@ -527,7 +552,11 @@ export class FluxPipeline implements ImageEngine {
     ids.forEach((row, i) => flat.set(row, i * length));
     const input = integerValuedTensor(binding.inputIds, padRows(flat, batch, target), [target, length]);
     const outputs = await this.timed(stage, batch, () =>
-      binding.session.run({ [binding.inputIds.name]: input }, [binding.output.name], stage === 'clip' ? 'CLIP text encoder' : 'T5 text encoder'),
+      binding.session.run(
+        { [binding.inputIds.name]: input },
+        [binding.output.name],
+        stage === 'clip' ? 'CLIP text encoder' : 'T5 text encoder',
+      ),
     );
     const data = readFloatTensor(outputs[binding.output.name]!, binding.session.file);
     return { data: data.subarray(0, (data.length / target) * batch) };
@@ -542,10 +571,16 @@ export class FluxPipeline implements ImageEngine {
     const target = t.fixedBatch ?? batch;
     const perImage = geometry.sequenceLength * geometry.packedChannels;
     if (input.latents.length !== perImage * batch) {
-      throw new EngineError('BAD_REQUEST', `latents have ${input.latents.length} values, expected ${perImage * batch} for ${batch} images of ${input.width}x${input.height}`);
+      throw new EngineError(
+        'BAD_REQUEST',
+        `latents have ${input.latents.length} values, expected ${perImage * batch} for ${batch} images of ${input.width}x${input.height}`,
+      );
     }
     if (input.prompts.batchSize !== batch || input.guidance.length !== batch) {
-      throw new EngineError('BAD_REQUEST', `denoise: ${batch} latents but ${input.prompts.batchSize} prompts and ${input.guidance.length} guidance values`);
+      throw new EngineError(
+        'BAD_REQUEST',
+        `denoise: ${batch} latents but ${input.prompts.batchSize} prompts and ${input.guidance.length} guidance values`,
+      );
     }
     const schedule = flowMatchSchedule(model.files.scheduler, input.steps, geometry.sequenceLength, {
       muOffset: distortions.scheduleMuOffset ?? 0,
@@ -554,9 +589,18 @@ export class FluxPipeline implements ImageEngine {
 
     // Conditioning is the same at every step: build those tensors once.
     const constantFeeds: Record<string, Tensor> = {
-      [t.encoderHiddenStates.name]: floatTensor(t.encoderHiddenStates, padRows(input.prompts.textHidden, batch, target), [target, textLength, textHiddenSize]),
+      [t.encoderHiddenStates.name]: floatTensor(t.encoderHiddenStates, padRows(input.prompts.textHidden, batch, target), [
+        target,
+        textLength,
+        textHiddenSize,
+      ]),
       [t.pooledProjections.name]: floatTensor(t.pooledProjections, padRows(input.prompts.pooled, batch, target), [target, pooledSize]),
-      [t.imgIds.name]: positionIdsTensor(t.imgIds, imagePositionIds(geometry, distortions.swapImageIdAxes ?? false), geometry.sequenceLength, target),
+      [t.imgIds.name]: positionIdsTensor(
+        t.imgIds,
+        imagePositionIds(geometry, distortions.swapImageIdAxes ?? false),
+        geometry.sequenceLength,
+        target,
+      ),
       [t.txtIds.name]: positionIdsTensor(t.txtIds, textPositionIds(textLength), textLength, target),
     };
     if (t.guidance) {
@@ -570,13 +614,20 @@ export class FluxPipeline implements ImageEngine {
       const timestep = new Float32Array(target).fill(f32(schedule.timesteps[step]! * timestepMultiplier));
       const feeds: Record<string, Tensor> = {
         ...constantFeeds,
-        [t.hiddenStates.name]: floatTensor(t.hiddenStates, padRows(latents, batch, target), [target, geometry.sequenceLength, geometry.packedChannels]),
+        [t.hiddenStates.name]: floatTensor(t.hiddenStates, padRows(latents, batch, target), [
+          target,
+          geometry.sequenceLength,
+          geometry.packedChannels,
+        ]),
         [t.timestep.name]: floatTensor(t.timestep, timestep, [target]),
       };
       const outputs = await this.timed('transformer', batch, () => t.session.run(feeds, [t.output.name], `transformer step ${step}`), step);
       const velocity = readFloatTensor(outputs[t.output.name]!, t.session.file);
       if (velocity.length < latents.length) {
-        throw new EngineError('MODEL_UNSUPPORTED', `${t.session.file}: output has ${velocity.length} values, expected ${latents.length * (target / batch)}`);
+        throw new EngineError(
+          'MODEL_UNSUPPORTED',
+          `${t.session.file}: output has ${velocity.length} values, expected ${latents.length * (target / batch)}`,
+        );
       }
       // FlowMatchEulerDiscreteScheduler.step: prev = sample + (sigma_next - sigma) * v, all float32.
       const dt = f32(schedule.sigmas[step + 1]! - schedule.sigmas[step]!);
@@ -616,7 +667,10 @@ export class FluxPipeline implements ImageEngine {
       const output = outputs[vae.output.name]!;
       const [, channels, outHeight, outWidth] = output.dims;
       if (channels !== 3 || outHeight !== height || outWidth !== width) {
-        throw new EngineError('MODEL_UNSUPPORTED', `${vae.session.file}: decoded to [${output.dims.join(', ')}], expected [${target}, 3, ${height}, ${width}]`);
+        throw new EngineError(
+          'MODEL_UNSUPPORTED',
+          `${vae.session.file}: decoded to [${output.dims.join(', ')}], expected [${target}, 3, ${height}, ${width}]`,
+        );
       }
       const decoded = readFloatTensor(output, vae.session.file);
       await this.timed('postprocess', batch, async () => {

@@ -18,12 +18,7 @@ export interface LatentGeometry {
   packedChannels: number;
 }
 
-export function latentGeometry(
-  pixelWidth: number,
-  pixelHeight: number,
-  vaeScaleFactor: number,
-  channels: number,
-): LatentGeometry {
+export function latentGeometry(pixelWidth: number, pixelHeight: number, vaeScaleFactor: number, channels: number): LatentGeometry {
   const height = 2 * Math.floor(pixelHeight / (vaeScaleFactor * 2));
   const width = 2 * Math.floor(pixelWidth / (vaeScaleFactor * 2));
   return {

@@ -114,7 +114,10 @@ async function readVaeSettings(directory: string): Promise<VaeSettings> {
       scaleFactor: 2 ** (blocks.length - 1),
     };
   }
-  throw new EngineError('MODEL_NOT_FOUND', `${candidates[0]}: VAE config not found (need scaling_factor, shift_factor, block_out_channels)`);
+  throw new EngineError(
+    'MODEL_NOT_FOUND',
+    `${candidates[0]}: VAE config not found (need scaling_factor, shift_factor, block_out_channels)`,
+  );
 }
 
 export async function readFluxModelFiles(modelDirectory: string): Promise<FluxModelFiles> {

@@ -40,7 +40,8 @@ export interface ModelSession {
   release(): Promise<void>;
 }
 
-const PROVIDER_FAILURE = /Failed to load shared library|providers_shared|libcudart|libcublas|libcudnn|libnvinfer|CUDA (driver|failure|error)|no CUDA-capable device|cudaErrorNoDevice|ExecutionProvider|provider .* is not (supported|available)/i;
+const PROVIDER_FAILURE =
+  /Failed to load shared library|providers_shared|libcudart|libcublas|libcudnn|libnvinfer|CUDA (driver|failure|error)|no CUDA-capable device|cudaErrorNoDevice|ExecutionProvider|provider .* is not (supported|available)/i;
 
 function providerConfig(settings: SessionSettings): InferenceSession.ExecutionProviderConfig[] {
   switch (settings.provider) {
@@ -50,7 +51,10 @@ function providerConfig(settings: SessionSettings): InferenceSession.ExecutionPr
       return [{ name: 'cuda', deviceId: settings.deviceId }];
     case 'tensorrt':
       // Nodes TensorRT cannot take run on CUDA: that is TensorRT's normal partitioning, not a fallback to CPU.
-      return [{ name: 'tensorrt', deviceId: settings.deviceId }, { name: 'cuda', deviceId: settings.deviceId }];
+      return [
+        { name: 'tensorrt', deviceId: settings.deviceId },
+        { name: 'cuda', deviceId: settings.deviceId },
+      ];
   }
 }
 

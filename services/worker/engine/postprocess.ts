@@ -27,12 +27,7 @@ export function decoderValueToUint8(value: number): number {
 /**
  * Converts one image of a decoder output batch, laid out [B, 3, H, W] (NCHW), to HWC uint8 RGB.
  */
-export function decoderOutputToRgb(
-  decoded: Float32Array,
-  batchIndex: number,
-  height: number,
-  width: number,
-): Uint8Array {
+export function decoderOutputToRgb(decoded: Float32Array, batchIndex: number, height: number, width: number): Uint8Array {
   const plane = height * width;
   const base = batchIndex * 3 * plane;
   const rgb = new Uint8Array(plane * 3);

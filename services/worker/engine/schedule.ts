@@ -57,7 +57,14 @@ export function parseSchedulerConfig(raw: Record<string, unknown>, file = 'sched
   if (typeof className === 'string' && className !== 'FlowMatchEulerDiscreteScheduler') {
     throw new EngineError('MODEL_UNSUPPORTED', `${file}: scheduler ${className} is not supported (need FlowMatchEulerDiscreteScheduler)`);
   }
-  for (const flag of ['use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas', 'invert_sigmas', 'stochastic_sampling', 'use_flow_sigmas']) {
+  for (const flag of [
+    'use_karras_sigmas',
+    'use_exponential_sigmas',
+    'use_beta_sigmas',
+    'invert_sigmas',
+    'stochastic_sampling',
+    'use_flow_sigmas',
+  ]) {
     if (raw[flag] === true) {
       throw new EngineError('MODEL_UNSUPPORTED', `${file}: ${flag}=true is not supported by this engine`);
     }

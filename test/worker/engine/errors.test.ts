@@ -16,7 +16,7 @@ describe('EngineError', () => {
 
   it('maps onnxruntime allocation failures to OUT_OF_MEMORY', () => {
     for (const message of [
-      '[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running MatMul node. Name:\'/MatMul\' Status Message: Failed to allocate memory for requested buffer of size 123456',
+      "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running MatMul node. Name:'/MatMul' Status Message: Failed to allocate memory for requested buffer of size 123456",
       'CUDA failure 2: out of memory ; GPU=0',
       'std::bad_alloc',
       'Available memory of 1024 is smaller than requested bytes of 4096',

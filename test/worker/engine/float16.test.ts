@@ -5,9 +5,19 @@ import { float16BitsToFloat32, float32ToFloat16Bits, fromFloat16Array, toFloat16
 describe('float16 conversion', () => {
   it('encodes known values', () => {
     const cases: Array<[number, number]> = [
-      [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00],
-      [Infinity, 0x7c00], [-Infinity, 0xfc00], [2 ** -24, 0x0001], [2 ** -14, 0x0400], [0.333251953125, 0x3555],
-      [2 ** -25, 0x0000], [1.5 * 2 ** -25, 0x0001],
+      [0, 0x0000],
+      [-0, 0x8000],
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [65504, 0x7bff],
+      [65520, 0x7c00],
+      [Infinity, 0x7c00],
+      [-Infinity, 0xfc00],
+      [2 ** -24, 0x0001],
+      [2 ** -14, 0x0400],
+      [0.333251953125, 0x3555],
+      [2 ** -25, 0x0000],
+      [1.5 * 2 ** -25, 0x0001],
     ];
     for (const [value, bits] of cases) assert.equal(float32ToFloat16Bits(value), bits, `value ${value}`);
     assert.ok(Number.isNaN(float16BitsToFloat32(float32ToFloat16Bits(NaN))));

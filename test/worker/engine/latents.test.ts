@@ -15,7 +15,10 @@ describe('latent packing', () => {
     for (let c = 0; c < 2; c++)
       for (let y = 0; y < 4; y++)
         for (let x = 0; x < 8; x++) {
-          const i = y >> 1, p = y & 1, j = x >> 1, q = x & 1;
+          const i = y >> 1,
+            p = y & 1,
+            j = x >> 1,
+            q = x & 1;
           assert.equal(packed[(i * 4 + j) * 8 + c * 4 + p * 2 + q], latent[(c * 4 + y) * 8 + x]);
         }
   });

@@ -4,7 +4,7 @@ import { GaussianNoise, gaussianNoise } from '../../../services/worker/engine/no
 import { EngineError } from '../../../services/worker/engine/errors.ts';
 
 describe('seeded Gaussian noise', () => {
-  it('implements xoshiro128** (outputs of the authors\' C code from state 1,2,3,4)', () => {
+  it("implements xoshiro128** (outputs of the authors' C code from state 1,2,3,4)", () => {
     const rng = GaussianNoise.fromState([1, 2, 3, 4]);
     const outputs = Array.from({ length: 6 }, () => rng.nextUint32());
     assert.deepEqual(outputs, [11520, 0, 5927040, 70819200, 2031721883, 1637235492]);
@@ -22,9 +22,14 @@ describe('seeded Gaussian noise', () => {
   it('has roughly N(0,1) moments', () => {
     const n = 200_000;
     const x = gaussianNoise(1234, n);
-    let sum = 0, sumSq = 0, sum4 = 0, within1 = 0;
+    let sum = 0,
+      sumSq = 0,
+      sum4 = 0,
+      within1 = 0;
     for (const v of x) {
-      sum += v; sumSq += v * v; sum4 += v ** 4;
+      sum += v;
+      sumSq += v * v;
+      sum4 += v ** 4;
       if (Math.abs(v) < 1) within1++;
     }
     const mean = sum / n;
@@ -37,7 +42,10 @@ describe('seeded Gaussian noise', () => {
 
   it('rejects seeds that are not non-negative safe integers', () => {
     for (const seed of [-1, 1.5, 2 ** 53, Number.NaN]) {
-      assert.throws(() => gaussianNoise(seed, 1), (e: unknown) => e instanceof EngineError && e.code === 'BAD_REQUEST');
+      assert.throws(
+        () => gaussianNoise(seed, 1),
+        (e: unknown) => e instanceof EngineError && e.code === 'BAD_REQUEST',
+      );
     }
   });
 });

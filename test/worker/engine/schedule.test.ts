@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_SCHEDULER_CONFIG, calculateShift, flowMatchSchedule, linspace, parseSchedulerConfig } from '../../../services/worker/engine/schedule.ts';
+import {
+  DEFAULT_SCHEDULER_CONFIG,
+  calculateShift,
+  flowMatchSchedule,
+  linspace,
+  parseSchedulerConfig,
+} from '../../../services/worker/engine/schedule.ts';
 import { EngineError } from '../../../services/worker/engine/errors.ts';
 
 const FLUX_DEV = parseSchedulerConfig({
@@ -62,8 +68,14 @@ describe('flow-match schedule', () => {
   });
 
   it('rejects schedules it does not reproduce and bad step counts', () => {
-    assert.throws(() => parseSchedulerConfig({ use_karras_sigmas: true }), (e: unknown) => e instanceof EngineError && e.code === 'MODEL_UNSUPPORTED');
+    assert.throws(
+      () => parseSchedulerConfig({ use_karras_sigmas: true }),
+      (e: unknown) => e instanceof EngineError && e.code === 'MODEL_UNSUPPORTED',
+    );
     assert.throws(() => parseSchedulerConfig({ _class_name: 'EulerDiscreteScheduler' }), /not supported/);
-    assert.throws(() => flowMatchSchedule(FLUX_DEV, 0, 64), (e: unknown) => e instanceof EngineError && e.code === 'BAD_REQUEST');
+    assert.throws(
+      () => flowMatchSchedule(FLUX_DEV, 0, 64),
+      (e: unknown) => e instanceof EngineError && e.code === 'BAD_REQUEST',
+    );
   });
 });

@@ -35,9 +35,7 @@ export interface SyntheticValue {
 }
 
 function valueInfo(value: SyntheticValue): number[] {
-  const dims = value.shape.flatMap((dim) =>
-    field(1, 2, typeof dim === 'number' ? field(1, 0, dim) : field(2, 2, text(dim))),
-  );
+  const dims = value.shape.flatMap((dim) => field(1, 2, typeof dim === 'number' ? field(1, 0, dim) : field(2, 2, text(dim))));
   const tensorType = [...field(1, 0, ONNX_ELEMENT_TYPE[value.type]), ...field(2, 2, dims)];
   return [...field(1, 2, text(value.name)), ...field(2, 2, field(1, 2, tensorType))];
 }
