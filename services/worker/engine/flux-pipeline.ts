@@ -274,7 +274,9 @@ export class FluxPipeline implements ImageEngine {
   }
 
   private exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(() => {
+    const run = this.queue.then(async () => {
+      // A call made while load() is in flight waits for it instead of failing.
+      if (this.state === 'loading') await this.loading;
       if (this.state !== 'ready') throw new EngineError('NOT_LOADED', `FluxPipeline is ${this.state}; call load() first`);
       return task();
     });
@@ -493,8 +495,9 @@ export class FluxPipeline implements ImageEngine {
         `${model.t5.session.file} has a fixed sequence length of ${model.t5.fixedLength}; cannot encode ${textLength} tokens`,
       );
     }
-    if (!Number.isInteger(textLength) || textLength < 2) {
-      throw new EngineError('BAD_REQUEST', `maxSequenceLength must be an integer >= 2, got ${textLength}`);
+    // diffusers' FluxPipeline.check_inputs rejects > 512 too: FLUX was trained with at most 512 T5 tokens.
+    if (!Number.isInteger(textLength) || textLength < 2 || textLength > 512) {
+      throw new EngineError('BAD_REQUEST', `maxSequenceLength must be an integer in 2..512, got ${textLength}`);
     }
     const t5Tokenizer = await this.t5Tokenizer(model, textLength);
     const [clipIds, t5Ids] = await this.timed('tokenize', prompts.length, () =>

@@ -65,6 +65,15 @@ describe('FluxPipeline batching and determinism', { skip }, () => {
     await assert.rejects(pipeline.generate([{ prompt: 'x', seed: 1, height: 30 }]), /height must be a positive multiple of 4/);
   });
 
+  it('waits for an in-flight load() and rejects T5 lengths over 512', async () => {
+    const p = new FluxPipeline({ modelDirectory: TINY_MODEL_DIR });
+    void p.load();
+    const [image] = await p.generate([{ prompt: 'x', seed: 1, steps: 1 }]);
+    assert.equal(image!.data.length, 64 * 64 * 3);
+    await assert.rejects(p.encodePrompts(['x'], { maxSequenceLength: 513 }), /2\.\.512/);
+    await p.close();
+  });
+
   it('close() is idempotent and later calls fail with NOT_LOADED', async () => {
     const p = new FluxPipeline({ modelDirectory: TINY_MODEL_DIR });
     await p.load();

@@ -40,6 +40,70 @@ function valueInfo(value: SyntheticValue): number[] {
   return [...field(1, 2, text(value.name)), ...field(2, 2, field(1, 2, tensorType))];
 }
 
+export interface SyntheticNode {
+  op: string;
+  inputs: string[];
+  outputs: string[];
+  /** Integer attributes (e.g. Cast's `to`). */
+  intAttributes?: Record<string, number>;
+}
+
+export interface SyntheticInitializer {
+  name: string;
+  dims: number[];
+  int64Values: number[];
+}
+
+function nodeProto(node: SyntheticNode, index: number): number[] {
+  const attributes = Object.entries(node.intAttributes ?? {}).flatMap(([name, value]) =>
+    // AttributeProto: name=1, i=3, type=20 (INT = 2)
+    field(5, 2, [...field(1, 2, text(name)), ...field(3, 0, value), ...field(20, 0, 2)]),
+  );
+  return field(1, 2, [
+    ...node.inputs.flatMap((input) => field(1, 2, text(input))),
+    ...node.outputs.flatMap((output) => field(2, 2, text(output))),
+    ...field(3, 2, text(`${node.op.toLowerCase()}_${index}`)),
+    ...field(4, 2, text(node.op)),
+    ...attributes,
+  ]);
+}
+
+function initializerProto(initializer: SyntheticInitializer): number[] {
+  // TensorProto: dims=1, data_type=2 (INT64 = 7), int64_data=7, name=8
+  return field(5, 2, [
+    ...initializer.dims.flatMap((dim) => field(1, 0, dim)),
+    ...field(2, 0, ONNX_ELEMENT_TYPE.int64),
+    ...field(
+      7,
+      2,
+      initializer.int64Values.flatMap((value) => varint(value)),
+    ),
+    ...field(8, 2, text(initializer.name)),
+  ]);
+}
+
+/** A model from explicit nodes (opset 17). Graph inputs that no node reads are allowed. */
+export function graphModel(
+  inputs: SyntheticValue[],
+  outputs: SyntheticValue[],
+  nodes: SyntheticNode[],
+  initializers: SyntheticInitializer[] = [],
+): Uint8Array {
+  const graph = [
+    ...nodes.flatMap((node, index) => nodeProto(node, index)),
+    ...field(2, 2, text('synthetic')),
+    ...initializers.flatMap(initializerProto),
+    ...inputs.flatMap((input) => field(11, 2, valueInfo(input))),
+    ...outputs.flatMap((output) => field(12, 2, valueInfo(output))),
+  ];
+  return Uint8Array.from([
+    ...field(1, 0, 8),
+    ...field(2, 2, text('t2i-stream-test')),
+    ...field(7, 2, graph),
+    ...field(8, 2, [...field(1, 2, []), ...field(2, 0, 17)]),
+  ]);
+}
+
 /**
  * A model whose outputs are Identity copies of its inputs (output i = input i), so any input/output
  * names and element types can be declared.
