@@ -1,9 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { T2iError, describeError } from '../common/errors.ts';
+import { registerGenerateCommands } from './generate-command.ts';
 import { registerProduceCommands } from './produce-command.ts';
 import { registerQueryCommands } from './query-command.ts';
 import { registerSinkCommands } from './sink-command.ts';
 import { registerStackCommands } from './stack-command.ts';
+import { registerWorkerCommands } from './worker-command.ts';
 
 const program = new Command();
 program
@@ -13,8 +15,10 @@ program
   .exitOverride();
 
 registerProduceCommands(program);
+registerWorkerCommands(program);
 registerSinkCommands(program);
 registerQueryCommands(program);
+registerGenerateCommands(program);
 registerStackCommands(program);
 
 try {

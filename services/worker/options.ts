@@ -1,0 +1,53 @@
+import os from 'node:os';
+import type { Env } from '../common/config.ts';
+import { EnvReader } from '../common/env-reader.ts';
+
+/** Worker tuning. Durations in milliseconds. */
+export interface WorkerOptions {
+  /** Consumer group (`T2I_WORKER_GROUP`). Default `t2i-workers`. */
+  groupId: string;
+  /** Id written into results (`T2I_WORKER_ID`). Default `<hostname>-<pid>`. */
+  workerId: string;
+  /** Most prompts per engine pass (`T2I_MAX_BATCH`). Default: the engine's preferred batch size. */
+  maxBatch: number | undefined;
+  /** Longest a prompt waits for batch-mates before a partial batch runs (`T2I_MAX_WAIT_MS`). Default 25 ms. */
+  maxWaitMs: number;
+  /** Batches that may be encoding/uploading while the next one runs inference (`T2I_PIPELINE_DEPTH`). Default 2. */
+  pipelineDepth: number;
+  /** Engine attempts for a prompt that fails on its own before it is dead-lettered (`T2I_MAX_ATTEMPTS`). Default 3. */
+  maxAttempts: number;
+  /** Bytes fetched per partition and request (`T2I_FETCH_MAX_BYTES_PER_PARTITION`). Default 256 KiB. */
+  maxBytesPerPartition: number;
+  /** Kafka session timeout (`T2I_SESSION_TIMEOUT_MS`). Default 30 000 ms; heartbeats run during long batches. */
+  sessionTimeoutMs: number;
+  /** PNG zlib level 0-9 (`T2I_PNG_COMPRESSION`). Default 6. */
+  pngCompression: number;
+  /**
+   * BENCHMARK ONLY (`T2I_ENGINE_LATENCY_MS`, flag --engine-latency-ms): replace inference by a fixed delay
+   * per batch that returns grey images, to measure orchestration alone (bench/scale). Never a default.
+   */
+  engineLatencyMs: number | undefined;
+  /** Grace period for SIGTERM (`T2I_GRACE_MS`). Default 120 000 ms. */
+  graceMs: number;
+}
+
+export function workerOptionsFromEnv(env: Env): WorkerOptions {
+  const read = new EnvReader(env);
+  const maxBatch = read.raw('T2I_MAX_BATCH') === undefined ? undefined : read.int('T2I_MAX_BATCH', 4, { min: 1, max: 256 });
+  const latency = read.raw('T2I_ENGINE_LATENCY_MS') === undefined ? undefined : read.int('T2I_ENGINE_LATENCY_MS', 0, { min: 0, max: 3_600_000 });
+  const options: WorkerOptions = {
+    groupId: read.string('T2I_WORKER_GROUP', 't2i-workers'),
+    workerId: read.string('T2I_WORKER_ID', `${os.hostname()}-${process.pid}`),
+    maxBatch,
+    maxWaitMs: read.int('T2I_MAX_WAIT_MS', 25, { min: 0, max: 600_000 }),
+    pipelineDepth: read.int('T2I_PIPELINE_DEPTH', 2, { min: 1, max: 64 }),
+    maxAttempts: read.int('T2I_MAX_ATTEMPTS', 3, { min: 1, max: 20 }),
+    maxBytesPerPartition: read.int('T2I_FETCH_MAX_BYTES_PER_PARTITION', 256 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
+    sessionTimeoutMs: read.int('T2I_SESSION_TIMEOUT_MS', 30_000, { min: 6000, max: 3_600_000 }),
+    pngCompression: read.int('T2I_PNG_COMPRESSION', 6, { min: 0, max: 9 }),
+    engineLatencyMs: latency,
+    graceMs: read.int('T2I_GRACE_MS', 120_000, { min: 1000 }),
+  };
+  read.assertValid('the worker');
+  return options;
+}

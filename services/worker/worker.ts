@@ -1,0 +1,421 @@
+import { SpanKind, context as otelContext, trace, type Context, type Span } from '@opentelemetry/api';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { AvroCodec } from '../common/avro.ts';
+import { topicNames, type Config, type TopicNames } from '../common/config.ts';
+import { describeError } from '../common/errors.ts';
+import { headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
+import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
+import { MessageProducer, type OutgoingMessage } from '../common/message-producer.ts';
+import { imageKey, type DeadLetter, type ImageResult, type PromptRequest } from '../common/messages.ts';
+import type { ObjectStore } from '../common/object-store.ts';
+import { retry } from '../common/retry.ts';
+import { extractTraceContext, tracer } from '../common/telemetry.ts';
+import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
+import { encodePng, type GenerateRequest, type ImageEngine } from './engine/index.ts';
+import { MicroBatcher } from './micro-batcher.ts';
+import type { WorkerOptions } from './options.ts';
+import { Semaphore } from './semaphore.ts';
+import { createWorkerMetrics, type WorkerMetrics } from './worker-metrics.ts';
+
+export interface WorkerDependencies {
+  config: Config;
+  options: WorkerOptions;
+  kafka: Kafka;
+  store: ObjectStore;
+  engine: ImageEngine;
+  codec: AvroCodec;
+  logger: Logger;
+  registry: Registry;
+}
+
+/** One prompt on its way through the worker. */
+interface WorkItem {
+  request: PromptRequest;
+  generate: GenerateRequest;
+  shapeKey: string;
+  span: Span;
+  fetchedAt: number;
+  resolve: () => void;
+}
+
+export interface Worker {
+  start(): Promise<void>;
+  /** Graceful stop: stop fetching, finish and publish in-flight prompts, commit, leave the group. Idempotent. */
+  close(): Promise<void>;
+  getState(): LifecycleState;
+  /** Engine loaded and consumer group joined. */
+  isReady(): boolean;
+  readonly metrics: WorkerMetrics;
+}
+
+const isRebalance = (error: unknown) => /REBALANCE_IN_PROGRESS|NOT_COORDINATOR|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|rebalancing/i.test(`${(error as { type?: string }).type ?? ''} ${(error as Error).message}`);
+
+/**
+ * The GPU consumer. Prompts flow: Kafka fetch → admission (bounded in-flight) → micro-batcher (same
+ * shape, up to maxBatch or maxWaitMs) → engine (one pass at a time) → PNG encode + upload + publish
+ * (up to pipelineDepth batches at once, overlapping the next inference) → offsets resolved in order.
+ */
+export function createWorker(deps: WorkerDependencies): Worker {
+  const { config, options, kafka, store, engine, codec, logger } = deps;
+  const topics: TopicNames = topicNames(config.kafka.topicPrefix);
+  const metrics = createWorkerMetrics(deps.registry);
+  const lifecycle = new Lifecycle(logger);
+  const producer = new MessageProducer(kafka, codec);
+  let consumer: Consumer | undefined;
+  let joined = false;
+  let draining = false;
+  // The engine's preferred batch size is known once its model is loaded (start()).
+  let maxBatch = options.maxBatch ?? 4;
+  const defaults = () => engine.info.defaults;
+  const batcher = new MicroBatcher<WorkItem>({ maxBatch, maxWaitMs: options.maxWaitMs }, (item) => item.shapeKey);
+  // Bounded in-flight work: when full, eachBatch stops taking messages, so fetching pauses (backpressure).
+  let admission = new Semaphore(maxBatch * (options.pipelineDepth + 2));
+  const postSlots = new Semaphore(options.pipelineDepth);
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  let inferenceLoop: Promise<void> | undefined;
+
+  const onTransient = (target: string) => (error: unknown, attempt: number, delayMs: number) => {
+    metrics.transientRetries.inc({ target });
+    logger.warn({ target, attempt, delayMs, err: describeError(error) }, `${target} unavailable, retrying in ${delayMs} ms (nothing is dropped)`);
+  };
+
+  function toWorkItem(message: KafkaMessage, parent: Context): Promise<void> {
+    const request = codec.decode('PromptRequest', message.value, headersToStrings(message.headers));
+    const d = defaults();
+    const generate: GenerateRequest = {
+      prompt: request.prompt,
+      seed: request.seed,
+      width: request.width ?? d.width,
+      height: request.height ?? d.height,
+      steps: request.steps ?? d.steps,
+      guidance: request.guidance ?? d.guidance,
+    };
+    const span = tracer().startSpan(
+      'worker.prompt',
+      { kind: SpanKind.CONSUMER, attributes: { 't2i.job': request.jobId, 't2i.row': request.row, 't2i.prompt_index': request.promptIndex } },
+      parent,
+    );
+    return new Promise<void>((resolve) => {
+      batcher.add({ request, generate, shapeKey: `${generate.width}x${generate.height}x${generate.steps}`, span, fetchedAt: performance.now(), resolve });
+    });
+  }
+
+  function itemDone(item: WorkItem): void {
+    item.span.end();
+    item.resolve();
+    inFlight--;
+    metrics.inFlight.set(inFlight);
+    admission.release();
+    if (inFlight === 0) idle?.();
+  }
+
+  /** A message we cannot decode is dead-lettered by its key, so its row is not silently lost. */
+  async function deadLetterUndecodable(message: KafkaMessage, error: unknown): Promise<void> {
+    const key = message.key?.toString('utf8') ?? '';
+    const slash = key.lastIndexOf('/');
+    const letter: DeadLetter = {
+      jobId: slash > 0 ? key.slice(0, slash) : 'unknown',
+      row: slash > 0 ? Number(key.slice(slash + 1)) || 0 : 0,
+      promptIndex: null,
+      promptCount: null,
+      stage: 'decode',
+      error: `undecodable prompt message: ${describeError(error)}`,
+      raw: message.value ? message.value.toString('base64').slice(0, 4096) : null,
+      prompt: null,
+      rowJson: null,
+      attempts: 1,
+      createdAt: Date.now(),
+    };
+    await retry(() => producer.send(topics.errors, 'DeadLetter', [{ key, value: letter }]), { onRetry: onTransient('kafka') });
+    metrics.deadLetters.inc();
+  }
+
+  async function eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    metrics.lag.set({ partition: String(batch.partition) }, Number(batch.offsetLag()));
+    let rebalancing = false;
+    // Long batches on a GPU take many seconds: keep the group session alive while we wait.
+    const beat = setInterval(() => {
+      heartbeat().catch((error: unknown) => {
+        if (isRebalance(error)) rebalancing = true;
+      });
+    }, 2000);
+    let chain: Promise<void> = Promise.resolve();
+    let lastCommit = Date.now();
+    let toCommit: string | undefined;
+    const commit = async () => {
+      if (toCommit === undefined) return;
+      const offset = toCommit;
+      toCommit = undefined;
+      try {
+        await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }] });
+      } catch (error) {
+        // A commit lost in a rebalance only means another worker may redo these prompts: the image keys
+        // are deterministic and the sink de-duplicates, so the outcome stays exact.
+        logger.warn({ err: describeError(error), partition: batch.partition }, 'offset commit failed (prompts may be redone)');
+      }
+    };
+    const stopTaking = () => draining || rebalancing || !isRunning() || isStale();
+    try {
+      for (const message of batch.messages) {
+        if (stopTaking()) break;
+        if (!(await admission.acquire(stopTaking))) break;
+        inFlight++;
+        metrics.inFlight.set(inFlight);
+        let done: Promise<void>;
+        try {
+          done = toWorkItem(message, extractTraceContext(message.headers));
+        } catch (error) {
+          logger.error({ err: describeError(error), offset: message.offset, partition: batch.partition }, 'cannot decode a prompt message: dead-lettering it');
+          done = deadLetterUndecodable(message, error).finally(() => {
+            inFlight--;
+            metrics.inFlight.set(inFlight);
+            admission.release();
+            if (inFlight === 0) idle?.();
+          });
+        }
+        // Offsets are resolved strictly in order, each only after its image is uploaded and its result
+        // acknowledged by the broker: a commit never covers a prompt whose outcome could still be lost.
+        chain = chain
+          .then(() => done)
+          .then(async () => {
+            resolveOffset(message.offset);
+            toCommit = (BigInt(message.offset) + 1n).toString();
+            if (Date.now() - lastCommit > 1000) {
+              lastCommit = Date.now();
+              await commit();
+            }
+          });
+      }
+      await chain;
+      await commit();
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  async function runInference(): Promise<void> {
+    for (;;) {
+      const items = await batcher.next();
+      if (!items) return;
+      if (items.length === 0) continue;
+      await postSlots.acquire();
+      const batchSpan = tracer().startSpan('worker.batch', {
+        attributes: { 't2i.batch_size': items.length },
+        links: items.map((item) => ({ context: item.span.spanContext() })),
+      });
+      const started = performance.now();
+      let outcomes: ItemOutcome[];
+      try {
+        outcomes = await otelContext.with(trace.setSpan(otelContext.active(), batchSpan), () =>
+          tracer().startActiveSpan('worker.inference', async (span) => {
+            try {
+              return await generateWithRecovery(
+                engine,
+                items.map((i) => i.generate),
+                {
+                  maxAttempts: options.maxAttempts,
+                  onFailure: (size, error) => {
+                    metrics.engineFailures.inc();
+                    logger.warn({ size, err: describeError(error) }, 'engine pass failed: splitting/retrying');
+                  },
+                  onOutOfMemory: (size) => {
+                    metrics.outOfMemory.inc();
+                    const next = Math.max(1, Math.min(maxBatch, Math.floor(size / 2)));
+                    if (next < maxBatch) {
+                      logger.warn({ from: maxBatch, to: next }, `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`);
+                      maxBatch = next;
+                      batcher.setMaxBatch(next);
+                      metrics.maxBatch.set(next);
+                    }
+                  },
+                },
+              );
+            } finally {
+              span.end();
+            }
+          }),
+        );
+      } catch (error) {
+        // generateWithRecovery reports per-item failures; anything thrown here is a bug: fail the items.
+        outcomes = items.map(() => ({ ok: false, error: describeError(error), attempts: 1 }));
+      }
+      const engineMs = performance.now() - started;
+      metrics.batchSize.observe(items.length);
+      metrics.inferenceSeconds.observe(engineMs / 1000);
+      void publish(items, outcomes, engineMs)
+        .catch((error: unknown) => logger.error({ err: describeError(error) }, 'publishing a batch failed'))
+        .finally(() => {
+          batchSpan.end();
+          postSlots.release();
+        });
+    }
+  }
+
+  /** Encode, upload, publish: retried with backoff on transient S3/Kafka failures, never dead-lettered for them. */
+  async function publish(items: WorkItem[], outcomes: ItemOutcome[], engineMs: number): Promise<void> {
+    const results: { item: WorkItem; message: OutgoingMessage<'ImageResult'> }[] = [];
+    const letters: { item: WorkItem; message: OutgoingMessage<'DeadLetter'> }[] = [];
+    await Promise.all(
+      items.map(async (item, index) => {
+        const outcome = outcomes[index];
+        const r = item.request;
+        const ctx = trace.setSpan(otelContext.active(), item.span);
+        if (!outcome || !outcome.ok) {
+          letters.push({
+            item,
+            message: {
+              key: `${r.jobId}/${r.row}`,
+              traceContext: ctx,
+              value: {
+                jobId: r.jobId,
+                row: r.row,
+                promptIndex: r.promptIndex,
+                promptCount: r.promptCount,
+                stage: 'engine',
+                error: outcome && !outcome.ok ? outcome.error : 'no result from the engine',
+                raw: null,
+                prompt: r.prompt,
+                rowJson: r.rowJson,
+                attempts: outcome && !outcome.ok ? outcome.attempts : 0,
+                createdAt: Date.now(),
+              },
+            },
+          });
+          return;
+        }
+        const image = outcome.image;
+        const key = imageKey(r.jobId, r.row, r.promptIndex);
+        const encodeStart = performance.now();
+        const png = await otelContext.with(ctx, () =>
+          tracer().startActiveSpan('worker.encode', async (span) => {
+            try {
+              return await encodePng(
+                image,
+                { prompt: r.prompt, seed: image.seed, steps: image.steps, guidance: image.guidance, width: image.width, height: image.height, model: image.model },
+                { compressionLevel: options.pngCompression },
+              );
+            } finally {
+              span.end();
+            }
+          }),
+        );
+        metrics.encodeSeconds.observe((performance.now() - encodeStart) / 1000);
+        const uploadStart = performance.now();
+        await otelContext.with(ctx, () =>
+          tracer().startActiveSpan('worker.upload', async (span) => {
+            try {
+              await retry(() => store.put(key, png, 'image/png'), { onRetry: onTransient('s3') });
+            } finally {
+              span.end();
+            }
+          }),
+        );
+        metrics.uploadSeconds.observe((performance.now() - uploadStart) / 1000);
+        const value: ImageResult = {
+          jobId: r.jobId,
+          row: r.row,
+          promptIndex: r.promptIndex,
+          promptCount: r.promptCount,
+          prompt: r.prompt,
+          uri: store.uri(key),
+          key,
+          seed: image.seed,
+          width: image.width,
+          height: image.height,
+          steps: image.steps,
+          guidance: image.guidance,
+          model: image.model,
+          rowJson: r.rowJson,
+          worker: options.workerId,
+          inferenceMs: engineMs / items.length,
+          createdAt: Date.now(),
+        };
+        results.push({ item, message: { key: `${r.jobId}/${r.row}`, value, traceContext: ctx } });
+      }),
+    );
+    const publishStart = performance.now();
+    await retry(() => producer.send(topics.results, 'ImageResult', results.map((x) => x.message)), { onRetry: onTransient('kafka') });
+    await retry(() => producer.send(topics.errors, 'DeadLetter', letters.map((x) => x.message)), { onRetry: onTransient('kafka') });
+    metrics.publishSeconds.observe((performance.now() - publishStart) / 1000);
+    metrics.images.inc(results.length);
+    metrics.deadLetters.inc(letters.length);
+    const now = performance.now();
+    for (const { item } of results) metrics.addedLatency.observe(Math.max(0, now - item.fetchedAt - engineMs) / 1000);
+    for (const { item } of letters) logger.warn({ jobId: item.request.jobId, row: item.request.row, promptIndex: item.request.promptIndex }, 'prompt dead-lettered');
+    for (const { item } of [...results, ...letters]) itemDone(item);
+  }
+
+  async function start(): Promise<void> {
+    lifecycle.transition('STARTING');
+    await engine.load();
+    maxBatch = options.maxBatch ?? engine.info.preferredBatchSize;
+    batcher.setMaxBatch(maxBatch);
+    admission = new Semaphore(maxBatch * (options.pipelineDepth + 2));
+    metrics.maxBatch.set(maxBatch);
+    try {
+      await producer.connect();
+    } catch (error) {
+      throw kafkaUnavailable(config.kafka, error);
+    }
+    consumer = kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: options.sessionTimeoutMs,
+      rebalanceTimeout: Math.max(60_000, options.sessionTimeoutMs * 2),
+      heartbeatInterval: 3000,
+      maxBytesPerPartition: options.maxBytesPerPartition,
+      maxWaitTimeInMs: 250,
+      allowAutoTopicCreation: false,
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      joined = true;
+      logger.info({ memberId: event.payload.memberId, assignment: event.payload.memberAssignment }, 'joined consumer group');
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      joined = false;
+      logger.error({ err: describeError(event.payload.error), restart: event.payload.restart }, 'consumer crashed');
+    });
+    try {
+      await consumer.connect();
+    } catch (error) {
+      throw kafkaUnavailable(config.kafka, error);
+    }
+    await consumer.subscribe({ topic: topics.prompts, fromBeginning: true });
+    inferenceLoop = runInference();
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      // Every assigned partition feeds the one batcher at once, so batches mix partitions.
+      partitionsConsumedConcurrently: 64,
+      eachBatch,
+    });
+    lifecycle.transition('RUNNING');
+    logger.info(
+      { model: engine.info.model, provider: engine.info.provider, maxBatch, maxWaitMs: options.maxWaitMs, pipelineDepth: options.pipelineDepth, topic: topics.prompts, group: options.groupId },
+      'worker running',
+    );
+  }
+
+  async function drain(): Promise<void> {
+    draining = true;
+    admission.wakeAll();
+    batcher.drain();
+    if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+    // eachBatch calls return once their last offsets are committed; disconnect waits for them, then leaves the group.
+    await consumer?.disconnect();
+    batcher.close();
+    await inferenceLoop;
+    await producer.disconnect();
+  }
+
+  return {
+    start,
+    close: () => lifecycle.close(drain),
+    getState: () => lifecycle.getState(),
+    isReady: () => lifecycle.getState() === 'RUNNING' && joined,
+    metrics,
+  };
+}

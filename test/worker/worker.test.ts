@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import sharp from 'sharp';
+import { AvroCodec } from '../../services/common/avro.ts';
+import { loadConfig } from '../../services/common/config.ts';
+import { imageKey, type ImageResult } from '../../services/common/messages.ts';
+import { PACKAGE_ROOT } from '../../services/common/paths.ts';
+import { createFluxPipeline, readPngMetadata, type GenerateRequest, type ImageEngine } from '../../services/worker/engine/index.ts';
+import { createTestEnv, randomName } from '../helpers/env.ts';
+import { collectUntil, sendPrompts, type Collected } from '../helpers/kafka-collect.ts';
+import { startTestWorker } from '../helpers/worker.ts';
+
+const codec = new AvroCodec();
+const keyOf = (r: ImageResult) => `${r.jobId}/${r.row}/${r.promptIndex}`;
+const distinct = (all: Collected<ImageResult>[]) => new Set(all.map((m) => keyOf(m.value))).size;
+
+test('N prompts in: N images at their keys with PNG metadata, N results, trace context carried', async () => {
+  const t = await createTestEnv();
+  const { stop } = await startTestWorker(t.config, { groupId: randomName('workers-') });
+  after(stop);
+  const prompts = [
+    { prompt: 'a red fox in snow' },
+    { prompt: 'a lighthouse at dusk', width: 32, height: 48 },
+    { prompt: 'a small robot', steps: 2, guidance: 5 },
+    { prompt: 'a mountain lake', promptIndex: 1, promptCount: 2, row: 3 },
+    { prompt: 'a rainy street' },
+  ];
+  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-basic', prompts);
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 90_000 });
+  assert.equal(distinct(results), sent.length);
+  for (const request of sent) {
+    const result = results.find((m) => m.value.row === request.row && m.value.promptIndex === request.promptIndex)?.value;
+    assert.ok(result, `no result for row ${request.row}`);
+    const key = imageKey('job-basic', request.row, request.promptIndex);
+    assert.equal(result.key, key);
+    assert.equal(result.uri, `s3://${t.config.s3.bucket}/${key}`);
+    assert.equal(result.rowJson, request.rowJson);
+    assert.equal(result.seed, request.seed);
+    const png = await t.store.get(key);
+    assert.ok(png, `image ${key} missing`);
+    const meta = await sharp(png).metadata();
+    assert.equal(meta.format, 'png');
+    assert.equal(meta.width, request.width ?? 64);
+    assert.equal(meta.height, request.height ?? 64);
+    const text = readPngMetadata(png);
+    assert.equal(text?.prompt, request.prompt);
+    assert.equal(text?.seed, request.seed);
+    assert.equal(text?.steps, request.steps ?? result.steps);
+    assert.equal(text?.guidance, request.guidance ?? result.guidance);
+    assert.equal(text?.model, result.model);
+  }
+  assert.ok(results.every((m) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/.test(m.headers.traceparent ?? '')), 'every result carries a traceparent');
+});
+
+test('two workers share the work; a prompt never gets two different results', async () => {
+  const t = await createTestEnv({ promptPartitions: 4 });
+  const groupId = randomName('workers-');
+  const engine = createFluxPipeline({ modelDirectory: t.config.model.dir });
+  const a = await startTestWorker(t.config, { groupId, workerId: 'worker-a', engine });
+  const b = await startTestWorker(t.config, { groupId, workerId: 'worker-b', engine: createFluxPipeline({ modelDirectory: t.config.model.dir }) });
+  after(async () => {
+    await a.stop();
+    await b.stop();
+  });
+  const sent = await sendPrompts(
+    t.kafka,
+    codec,
+    t.topics.prompts,
+    'job-two',
+    Array.from({ length: 24 }, (_, i) => ({ prompt: `prompt number ${i}` })),
+  );
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 120_000, settleMs: 1000 });
+  assert.equal(distinct(results), sent.length);
+  const workers = new Set(results.map((m) => m.value.worker));
+  assert.deepEqual([...workers].sort(), ['worker-a', 'worker-b'], 'both workers took part');
+  const byKey = new Map<string, ImageResult>();
+  for (const { value } of results) {
+    const previous = byKey.get(keyOf(value));
+    if (previous) assert.equal(previous.uri, value.uri, 'a duplicate result must be identical in its outcome');
+    byKey.set(keyOf(value), value);
+  }
+});
+
+/** An engine that fails any pass containing the poison prompt (the test seam: the real engine for the rest). */
+function poisoned(engine: ImageEngine, poison: string): ImageEngine {
+  return {
+    get info() {
+      return engine.info;
+    },
+    load: () => engine.load(),
+    close: () => engine.close(),
+    generate: async (requests: readonly GenerateRequest[]) => {
+      if (requests.some((r) => r.prompt.includes(poison))) throw new Error(`engine choked on ${poison}`);
+      return engine.generate(requests);
+    },
+  };
+}
+
+test('a poison prompt ends in the errors topic while its batch-mates succeed', async () => {
+  const t = await createTestEnv({ promptPartitions: 1 });
+  const engine = poisoned(createFluxPipeline({ modelDirectory: t.config.model.dir }), 'POISON');
+  const { stop } = await startTestWorker(t.config, { groupId: randomName('workers-'), engine, env: { T2I_MAX_BATCH: '4', T2I_MAX_WAIT_MS: '500', T2I_MAX_ATTEMPTS: '2' } });
+  after(stop);
+  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-poison', [{ prompt: 'fine one' }, { prompt: 'POISON pill' }, { prompt: 'fine two' }, { prompt: 'fine three' }]);
+  const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', (all) => all.length >= 1, { timeoutMs: 90_000 });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= 3, { timeoutMs: 90_000, settleMs: 500 });
+  assert.equal(letters.length, 1);
+  const letter = letters[0]?.value;
+  assert.equal(letter?.row, 2);
+  assert.equal(letter?.promptIndex, 0);
+  assert.equal(letter?.stage, 'engine');
+  assert.equal(letter?.attempts, 2);
+  assert.match(letter?.error ?? '', /engine choked on POISON/);
+  assert.equal(letter?.rowJson, sent[1]?.rowJson);
+  assert.deepEqual([...new Set(results.map((m) => m.value.row))].sort(), [1, 3, 4]);
+});
+
+/** A TCP relay in front of the real S3 server that the test can cut and restore (an S3 outage). */
+async function startRelay(target: { host: string; port: number }): Promise<{ port: number; cut: () => void; restore: () => Promise<void>; close: () => void }> {
+  const sockets = new Set<net.Socket>();
+  let server: net.Server | undefined;
+  let port = 0;
+  const listen = () =>
+    new Promise<void>((resolve) => {
+      server = net.createServer((client) => {
+        const upstream = net.connect(target);
+        sockets.add(client).add(upstream);
+        client.pipe(upstream).pipe(client);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+      });
+      server.listen(port, '127.0.0.1', () => {
+        port = (server?.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  await listen();
+  const cut = () => {
+    server?.close();
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
+  return { port, cut, restore: listen, close: cut };
+}
+
+test('S3 down for a while: the worker waits, retries and recovers with nothing lost or dead-lettered', async () => {
+  const t = await createTestEnv({ promptPartitions: 2 });
+  const s3 = new URL(t.config.s3.endpoint ?? 'http://127.0.0.1:9000');
+  const relay = await startRelay({ host: s3.hostname, port: Number(s3.port) });
+  after(relay.close);
+  const config = loadConfig({ ...process.env, ...t.env, S3_ENDPOINT: `http://127.0.0.1:${relay.port}` });
+  relay.cut();
+  const { stop, worker } = await startTestWorker(config, { groupId: randomName('workers-') });
+  after(stop);
+  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-outage', Array.from({ length: 6 }, (_, i) => ({ prompt: `outage prompt ${i}` })));
+  // Wait until the worker has hit the outage (retries counted), then bring S3 back.
+  for (let i = 0; i < 200; i++) {
+    const retries = (await worker.metrics.transientRetries.get()).values.reduce((sum, v) => sum + v.value, 0);
+    if (retries >= 2) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok((await worker.metrics.transientRetries.get()).values.some((v) => v.value > 0), 'the worker saw the outage');
+  await relay.restore();
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 120_000, settleMs: 500 });
+  assert.equal(distinct(results), sent.length);
+  for (const r of sent) assert.ok(await t.store.head(imageKey('job-outage', r.row, 0)), `image of row ${r.row} uploaded`);
+  const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', () => false, { timeoutMs: 1500 }).catch((e: Error) => e);
+  assert.ok(letters instanceof Error && /saw 0 messages/.test(letters.message), 'nothing dead-lettered for a transient outage');
+});
+
+function startWorkerProcess(env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), 'worker'], {
+    env: { ...process.env, ...env, T2I_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+test('a worker SIGKILLed mid-job and restarted: every prompt ends with a result, duplicates identical', async () => {
+  const t = await createTestEnv({ promptPartitions: 2 });
+  const env = { ...t.env, T2I_WORKER_GROUP: randomName('workers-'), T2I_MAX_BATCH: '2', T2I_MAX_WAIT_MS: '20' };
+  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-kill', Array.from({ length: 30 }, (_, i) => ({ prompt: `kill test ${i}`, width: 128, height: 128 })));
+  const first = startWorkerProcess(env);
+  let stderr = '';
+  first.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  // Kill it once some (not all) results are out.
+  await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= 4, { timeoutMs: 120_000 });
+  first.kill('SIGKILL');
+  await new Promise((resolve) => first.once('exit', resolve));
+  const partial = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', () => true, { timeoutMs: 10_000, settleMs: 500 });
+  assert.ok(distinct(partial) < sent.length, `killed before the end (${distinct(partial)} of ${sent.length} done); stderr: ${stderr}`);
+  const second = startWorkerProcess({ ...env, T2I_WORKER_ID: 'after-restart' });
+  after(() => {
+    second.kill('SIGKILL');
+  });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 180_000, settleMs: 1000 });
+  assert.equal(distinct(results), sent.length, 'nothing missing');
+  const byKey = new Map<string, ImageResult>();
+  for (const { value } of results) {
+    const previous = byKey.get(keyOf(value));
+    if (previous) {
+      assert.equal(previous.uri, value.uri);
+      assert.equal(previous.seed, value.seed);
+    }
+    byKey.set(keyOf(value), value);
+  }
+  assert.ok(results.some((m) => m.value.worker === 'after-restart'), 'the restarted worker finished the job');
+  // Graceful stop: SIGTERM drains and exits 0.
+  second.kill('SIGTERM');
+  const code = await new Promise<number | null>((resolve) => second.once('exit', (c) => resolve(c)));
+  assert.equal(code, 0);
+});
