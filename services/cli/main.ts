@@ -3,6 +3,7 @@ import { T2iError, describeError } from '../common/errors.ts';
 import { registerGenerateCommands } from './generate-command.ts';
 import { registerProduceCommands } from './produce-command.ts';
 import { registerQueryCommands } from './query-command.ts';
+import { registerRunCommands } from './run-command.ts';
 import { registerSinkCommands } from './sink-command.ts';
 import { registerStackCommands } from './stack-command.ts';
 import { registerWorkerCommands } from './worker-command.ts';
@@ -14,6 +15,7 @@ program
   .showHelpAfterError()
   .exitOverride();
 
+registerRunCommands(program);
 registerProduceCommands(program);
 registerWorkerCommands(program);
 registerSinkCommands(program);

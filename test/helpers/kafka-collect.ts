@@ -52,7 +52,14 @@ export async function collectUntil<N extends MessageName>(
 }
 
 /** Sends PromptRequests for a synthetic job straight onto the prompts topic (the producer's own tests cover parsing). */
-export async function sendPrompts(kafka: Kafka, codec: AvroCodec, topic: string, jobId: string, prompts: (Partial<PromptRequest> & { prompt: string })[]): Promise<PromptRequest[]> {
+export async function sendPrompts(
+  kafka: Kafka,
+  codec: AvroCodec,
+  topic: string,
+  jobId: string,
+  prompts: (Partial<PromptRequest> & { prompt: string })[],
+  extraHeaders: Record<string, string> = {},
+): Promise<PromptRequest[]> {
   const producer = new MessageProducer(kafka, codec);
   await producer.connect();
   const requests = prompts.map(
@@ -72,7 +79,11 @@ export async function sendPrompts(kafka: Kafka, codec: AvroCodec, topic: string,
     }),
   );
   // Freshly created topics can take a moment to have a leader on every client's metadata.
-  await retry(() => producer.send(topic, 'PromptRequest', requests.map((value) => ({ key: `${jobId}/${value.row}`, value }))), {
+  const messages = requests.map((value) => {
+    const message = producer.encode('PromptRequest', { key: `${jobId}/${value.row}`, value });
+    return { ...message, headers: { ...message.headers, ...extraHeaders } };
+  });
+  await retry(() => producer.producer.send({ topic, acks: -1, messages }), {
     attempts: 10,
     retryOn: () => true,
   });

@@ -3,17 +3,23 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { context, trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import sharp from 'sharp';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { loadConfig } from '../../services/common/config.ts';
 import { imageKey, type ImageResult } from '../../services/common/messages.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import { createFluxPipeline, readPngMetadata, type GenerateRequest, type ImageEngine } from '../../services/worker/engine/index.ts';
+import { injectTraceHeaders, registerTelemetryBasics } from '../../services/common/telemetry.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
 import { collectUntil, sendPrompts, type Collected } from '../helpers/kafka-collect.ts';
 import { startTestWorker } from '../helpers/worker.ts';
 
 const codec = new AvroCodec();
+registerTelemetryBasics();
+const spans = new InMemorySpanExporter();
+trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
 const keyOf = (r: ImageResult) => `${r.jobId}/${r.row}/${r.promptIndex}`;
 const distinct = (all: Collected<ImageResult>[]) => new Set(all.map((m) => keyOf(m.value))).size;
 
@@ -28,7 +34,12 @@ test('N prompts in: N images at their keys with PNG metadata, N results, trace c
     { prompt: 'a mountain lake', promptIndex: 1, promptCount: 2, row: 3 },
     { prompt: 'a rainy street' },
   ];
-  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-basic', prompts);
+  // The producer side of a trace: each prompt message carries its own traceparent.
+  const producerSpan = trace.getTracer('test').startSpan('produce');
+  const traceId = producerSpan.spanContext().traceId;
+  const traceHeaders = injectTraceHeaders({}, trace.setSpan(trace.deleteSpan(context.active()), producerSpan));
+  producerSpan.end();
+  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-basic', prompts, traceHeaders);
   const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 90_000 });
   assert.equal(distinct(results), sent.length);
   for (const request of sent) {
@@ -52,7 +63,12 @@ test('N prompts in: N images at their keys with PNG metadata, N results, trace c
     assert.equal(text?.guidance, request.guidance ?? result.guidance);
     assert.equal(text?.model, result.model);
   }
-  assert.ok(results.every((m) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/.test(m.headers.traceparent ?? '')), 'every result carries a traceparent');
+  // Trace: each result continues the producer's trace; the worker made prompt, batch, inference, encode and upload spans.
+  for (const m of results) assert.equal(m.headers.traceparent?.split('-')[1], traceId, 'the result continues the producer trace');
+  const names = spans.getFinishedSpans().map((s) => s.name);
+  for (const name of ['worker.prompt', 'worker.batch', 'worker.inference', 'worker.encode', 'worker.upload']) assert.ok(names.includes(name), `span ${name} recorded`);
+  const promptSpans = spans.getFinishedSpans().filter((s) => s.name === 'worker.prompt');
+  assert.ok(promptSpans.length >= sent.length && promptSpans.every((s) => s.spanContext().traceId === traceId));
 });
 
 test('two workers share the work; a prompt never gets two different results', async () => {
