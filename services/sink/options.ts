@@ -25,9 +25,9 @@ export interface SinkOptions {
   groupId?: string;
   /** Spill the in-memory buffers to the bucket at least this often (ms), so offsets get committed. Default 5000. */
   flushIntervalMs?: number;
-  /** Spill when this many results/errors are buffered (all jobs together). Default 50 000. */
+  /** Spill when this many results/errors are buffered (all jobs together). Default 20 000 (see bench/sink for the memory it costs). */
   maxBufferedMessages?: number;
-  /** Spill when the buffered lines reach this many bytes (all jobs together). Default 24 MiB. */
+  /** Spill when the buffered lines reach this many bytes (all jobs together). Default 8 MiB. */
   maxBufferedBytes?: number;
   /** Most parts merged at once; a job with more is compacted in passes first. Default 24 (each open part holds an S3 connection). */
   mergeFanIn?: number;
@@ -55,8 +55,8 @@ export function compileSinkOptions(options: Partial<SinkOptions>): CompiledSinkO
   const compiled: CompiledSinkOptions = {
     groupId: options.groupId ?? 't2i-sink',
     flushIntervalMs: options.flushIntervalMs ?? 5000,
-    maxBufferedMessages: options.maxBufferedMessages ?? 50_000,
-    maxBufferedBytes: options.maxBufferedBytes ?? 24 * 1024 * 1024,
+    maxBufferedMessages: options.maxBufferedMessages ?? 20_000,
+    maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
     mergeFanIn: options.mergeFanIn ?? 24,
     uploadConcurrency: options.uploadConcurrency ?? 4,
     deletePartsOnComplete: options.deletePartsOnComplete ?? true,

@@ -272,6 +272,9 @@ export class Sink {
       groupId: this.options.groupId,
       sessionTimeout: this.options.sessionTimeoutMs,
       heartbeatInterval: Math.min(3000, Math.floor(this.options.sessionTimeoutMs / 3)),
+      // Smaller fetches than kafkajs's 10 MB: each fetched message becomes several objects until its batch is done.
+      maxBytes: 2 * 1024 * 1024,
+      maxBytesPerPartition: 512 * 1024,
     });
     this.dataConsumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, () => {
@@ -757,15 +760,19 @@ export class Sink {
   }
 
   /**
-   * Merges the oldest parts, mergeFanIn at a time, into one part until at most mergeFanIn remain (each open
-   * part holds an S3 connection). The merged part's key keeps the SUM of its sources' counts: counts stay
-   * "lines received", so the completion threshold is unchanged. A crash between writing the merged part
-   * and deleting its sources leaves duplicates, which the merge drops.
+   * Merges parts until at most mergeFanIn remain (each open part holds an S3 connection). Each pass merges
+   * the smallest parts, only as many as needed (at most mergeFanIn), so a job spilled in P parts rewrites
+   * little more than its P − mergeFanIn + 1 smallest parts. The merged part's key keeps the SUM of its
+   * sources' counts: counts stay "lines received", so the completion threshold is unchanged. A crash
+   * between writing the merged part and deleting its sources leaves duplicates, which the merge drops.
    */
   private async compact(jobId: string, parts: PartRef[]): Promise<PartRef[]> {
-    let remaining = parts;
-    while (remaining.length > this.options.mergeFanIn) {
-      const group = remaining.slice(0, this.options.mergeFanIn);
+    const fanIn = this.options.mergeFanIn;
+    let remaining = [...parts];
+    while (remaining.length > fanIn) {
+      remaining.sort((a, b) => a.count - b.count || (a.key < b.key ? -1 : 1));
+      const take = Math.min(fanIn, remaining.length - fanIn + 1);
+      const group = remaining.slice(0, take);
       const count = group.reduce((sum, p) => sum + p.count, 0);
       const key = partKey(jobId, this.newId(), count);
       const writer = new ObjectLineWriter(this.store, key);
@@ -777,8 +784,8 @@ export class Sink {
         throw error;
       }
       await this.deleteKeys(group.map((p) => p.key));
-      this.logger.info({ jobId, merged: group.length, into: key }, `sink: compacted ${group.length} parts of ${jobId}`);
-      remaining = [...remaining.slice(this.options.mergeFanIn), { key, count }];
+      this.logger.info({ jobId, merged: group.length, lines: count, into: key }, `sink: compacted ${group.length} parts of ${jobId}`);
+      remaining = [...remaining.slice(take), { key, count }];
     }
     return remaining;
   }
