@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, test } from 'node:test';
+import { context, trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Registry } from 'prom-client';
+import { AvroCodec } from '../../services/common/avro.ts';
+import { createKafka } from '../../services/common/kafka.ts';
+import { silentLogger } from '../../services/common/logger.ts';
+import { PACKAGE_ROOT } from '../../services/common/paths.ts';
+import { registerTelemetryBasics } from '../../services/common/telemetry.ts';
+import { produceJob } from '../../services/producer/produce-job.ts';
+import { createSink } from '../../services/sink/sink.ts';
+import { createTestEnv, randomName } from '../helpers/env.ts';
+import { startTestWorker } from '../helpers/worker.ts';
+
+registerTelemetryBasics();
+const spans = new InMemorySpanExporter();
+trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+
+const run = promisify(execFile);
+
+/** An input with valid rows, a multi-prompt row, per-row overrides and bad rows of several kinds. */
+const INPUT = [
+  JSON.stringify({ id: 'a', conversations: [{ role: 'user', content: 'a red fox in snow' }] }),
+  JSON.stringify({ id: 'b', conversations: [{ role: 'user', content: 'a lake' }, { role: 'assistant', content: 'ok' }, { role: 'user', content: 'the lake at night' }] }),
+  '{"id": "broken json", ',
+  '',
+  JSON.stringify({ id: 'c', prompt: 'a teapot', width: 32, height: 48, seed: 5 }),
+  JSON.stringify({ id: 'd', note: 'no prompt here' }),
+  JSON.stringify({ id: 'e', prompts: ['one bird', 'two birds', 'three birds'], steps: 2 }),
+  JSON.stringify({ id: 'f', prompt: 'bad size', width: 30 }),
+  JSON.stringify({ id: 'g', prompt: 'last row' }),
+].join('\n');
+const VALID = [
+  { line: 1, id: 'a', images: 1 },
+  { line: 2, id: 'b', images: 2 },
+  { line: 5, id: 'c', images: 1 },
+  { line: 7, id: 'e', images: 3 },
+  { line: 9, id: 'g', images: 1 },
+];
+const BAD_LINES = [3, 6, 8];
+
+function writeInput(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 't2i-e2e-'));
+  const file = path.join(dir, 'prompts.jsonl');
+  fs.writeFileSync(file, INPUT);
+  return file;
+}
+
+async function checkJobOutput(t: Awaited<ReturnType<typeof createTestEnv>>, jobId: string, outputText?: string): Promise<void> {
+  const output = outputText ?? (await t.store.get(`jobs/${jobId}/output.jsonl`))?.toString('utf8');
+  assert.ok(output, 'output.jsonl exists');
+  const rows = output.trimEnd().split('\n').map((l) => JSON.parse(l) as { id: string; images: string[]; image_meta: { width: number; height: number; seed: number }[] });
+  assert.deepEqual(
+    rows.map((r) => r.id),
+    VALID.map((v) => v.id),
+    'every valid row exactly once, in input order',
+  );
+  for (const [i, row] of rows.entries()) {
+    assert.equal(row.images.length, VALID[i]?.images, `row ${row.id} image count`);
+    assert.equal(row.image_meta.length, row.images.length);
+    for (const uri of row.images) {
+      const key = uri.replace(`s3://${t.config.s3.bucket}/`, '');
+      assert.ok(await t.store.head(key), `${uri} exists in the bucket`);
+    }
+  }
+  const c = rows.find((r) => r.id === 'c');
+  assert.deepEqual([c?.image_meta[0]?.width, c?.image_meta[0]?.height, c?.image_meta[0]?.seed], [32, 48, 5]);
+  const errors = (await t.store.get(`jobs/${jobId}/errors.jsonl`))?.toString('utf8') ?? '';
+  const records = errors.trimEnd().split('\n').map((l) => JSON.parse(l) as { line: number; stage: string; error: string });
+  assert.deepEqual(
+    records.map((r) => r.line),
+    BAD_LINES,
+    'errors.jsonl lists every bad row with its line number',
+  );
+  assert.match(records.find((r) => r.line === 8)?.error ?? '', /width/);
+  const manifest = JSON.parse((await t.store.get(`jobs/${jobId}/manifest.json`))?.toString('utf8') ?? '{}') as {
+    counts: { rows: number; prompts: number; images: number; errors: number; badRows: number };
+  };
+  assert.deepEqual(
+    { rows: manifest.counts.rows, prompts: manifest.counts.prompts, images: manifest.counts.images, errors: manifest.counts.errors, badRows: manifest.counts.badRows },
+    { rows: 5, prompts: 8, images: 8, errors: 3, badRows: 3 },
+  );
+}
+
+test('producer → workers → sink: output.jsonl, errors.jsonl, manifest.json; one trace per prompt across all three', async () => {
+  const t = await createTestEnv({ promptPartitions: 3 });
+  const groupId = randomName('workers-');
+  const w1 = await startTestWorker(t.config, { groupId, workerId: 'e2e-1' });
+  const w2 = await startTestWorker(t.config, { groupId, workerId: 'e2e-2' });
+  const logger = silentLogger();
+  let completed: (jobId: string) => void = () => {};
+  const done = new Promise<string>((resolve) => (completed = resolve));
+  const sink = createSink({
+    config: t.config,
+    logger,
+    kafka: createKafka(t.config.kafka, logger),
+    store: t.store,
+    codec: new AvroCodec(),
+    registry: new Registry(),
+    groupId: randomName('sink-'),
+    flushIntervalMs: 500,
+    onJobCompleted: (manifest) => completed(manifest.jobId),
+  });
+  await sink.start();
+  after(async () => {
+    await sink.close();
+    await w1.stop();
+    await w2.stop();
+  });
+  const summary = await produceJob({ config: t.config, input: writeInput(), jobId: 'e2e-job', logger });
+  assert.deepEqual([summary.rows, summary.prompts, summary.badRows], [5, 8, 3]);
+  assert.equal(await done, 'e2e-job');
+  await checkJobOutput(t, 'e2e-job');
+
+  // One trace per prompt: producer span → worker.prompt → sink.result share a trace id.
+  const finished = spans.getFinishedSpans();
+  const workerPrompts = finished.filter((s) => s.name === 'worker.prompt');
+  assert.equal(new Set(workerPrompts.map((s) => `${s.attributes['t2i.row']}/${s.attributes['t2i.prompt_index']}`)).size, 8);
+  const traceIds = new Set(workerPrompts.map((s) => s.spanContext().traceId));
+  assert.equal(traceIds.size, 8, 'each prompt has its own trace');
+  for (const traceId of traceIds) {
+    const inTrace = finished.filter((s) => s.spanContext().traceId === traceId).map((s) => s.name);
+    assert.ok(inTrace.some((n) => n.startsWith('produce')), `trace ${traceId} has a producer span: ${inTrace.join(', ')}`);
+    assert.ok(inTrace.includes('worker.prompt') && inTrace.includes('worker.upload'), `trace ${traceId} has worker spans`);
+    assert.ok(inTrace.includes('sink.result'), `trace ${traceId} has the sink span: ${inTrace.join(', ')}`);
+  }
+  void context;
+});
+
+test('`t2i run FILE` on the real stack: exit 0, output.jsonl copied next to the input, URIs printed', async () => {
+  const t = await createTestEnv({ promptPartitions: 2 });
+  const input = writeInput();
+  const { stdout } = await run(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), 'run', input, '--job', 'run-cli', '--workers', '2', '--timeout', '240'], {
+    env: { ...process.env, ...t.env, T2I_WORKER_GROUP: randomName('workers-'), T2I_SINK_GROUP: randomName('sink-') },
+    timeout: 300_000,
+  });
+  const outputFile = input.replace(/\.jsonl$/, '.output.jsonl');
+  assert.match(stdout, /job run-cli: 5 rows, 8 images, 3 errors/);
+  assert.match(stdout, new RegExp(`s3://${t.config.s3.bucket}/jobs/run-cli/output.jsonl`));
+  assert.ok(fs.existsSync(outputFile));
+  await checkJobOutput(t, 'run-cli', fs.readFileSync(outputFile, 'utf8'));
+});
