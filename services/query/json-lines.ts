@@ -69,35 +69,66 @@ export function parseCursor(cursor: string | undefined): number {
 }
 
 /**
- * The lines of an object from `offset` on, or undefined when the object does not exist. An offset must be
- * a line start: the byte before it is read too and must be a newline, so a made-up cursor is refused
- * (400) instead of yielding half a line. Breaking out of the loop aborts the GET.
+ * The lines of an object from `offset` on, or undefined when the object does not exist. With `align:
+ * 'exact'` (cursors) the offset must be a line start: the byte before it is read too and must be a
+ * newline, so a made-up cursor is refused (400) instead of yielding half a line. With `align: 'next'`
+ * (probes of a binary search) reading starts at the first line that begins at or after the offset.
+ * Breaking out of the loop aborts the GET.
  */
-export async function readLines(store: ObjectStore, key: string, offset = 0): Promise<AsyncGenerator<Line> | undefined> {
-  const info = await store.head(key);
-  if (!info) return undefined;
-  if (offset >= info.size) return (async function* () {})();
+export async function readLines(
+  store: ObjectStore,
+  key: string,
+  offset = 0,
+  options: { align?: 'exact' | 'next'; size?: number } = {},
+): Promise<AsyncGenerator<Line> | undefined> {
+  const size = options.size ?? (await store.head(key))?.size;
+  if (size === undefined) return undefined;
+  if (offset >= size) return (async function* () {})();
   const stream = await store.getStream(key, offset > 0 ? { start: offset - 1 } : undefined);
   if (!stream) return undefined;
   if (offset === 0) return splitLines(stream, 0);
-  return (async function* () {
-    let checked = false;
-    const body = (async function* () {
-      for await (const chunk of stream) {
-        let bytes = chunk as Buffer;
-        if (!checked) {
-          if (bytes.length === 0) continue;
-          if (bytes[0] !== 10) {
-            stream.destroy();
-            throw badRequest(`invalid cursor ${offset}: not the start of a line`);
-          }
-          checked = true;
-          bytes = bytes.subarray(1);
+  const exact = (options.align ?? 'exact') === 'exact';
+  let skipped = 0;
+  let aligned = false;
+  // Drops the bytes before the first line start at or after `offset` (the newline at offset - 1 included).
+  const body = (async function* () {
+    for await (const chunk of stream) {
+      let bytes = chunk as Buffer;
+      if (!aligned) {
+        if (bytes.length === 0) continue;
+        if (exact && bytes[0] !== 10) {
+          stream.destroy();
+          throw badRequest(`invalid cursor ${offset}: not the start of a line`);
         }
-        yield bytes;
+        const nl = bytes.indexOf(10);
+        if (nl === -1) {
+          skipped += bytes.length;
+          continue;
+        }
+        aligned = true;
+        skipped += nl + 1;
+        bytes = bytes.subarray(nl + 1);
       }
-    })();
-    yield* splitLines(body, offset);
+      yield bytes;
+    }
+  })();
+  return (async function* () {
+    try {
+      // The first chunk sets `skipped`, so the offsets of splitLines are known only after it arrived.
+      const first = await body.next();
+      if (first.done) return;
+      yield* splitLines(
+        (async function* () {
+          yield first.value;
+          yield* body;
+        })(),
+        offset - 1 + skipped,
+      );
+    } finally {
+      // A reader that stops early must end the GET even when `body` was never delegated to (else the socket leaks).
+      await body.return(undefined);
+      stream.destroy();
+    }
   })();
 }
 

@@ -154,16 +154,49 @@ export async function streamErrors(
   })();
 }
 
+/** Below this many bytes between the bounds, findRow reads forward instead of probing. */
+const LINEAR_SCAN_BYTES = 256 * 1024;
+
 /**
- * The output row with input row number `row`. Rows are in input order, so the scan stops at the first
- * row past it. (A row without images has no number and is never found this way.)
+ * The output row with input row number `row`, without reading the whole file: output.jsonl is in input
+ * order, so a binary search over byte offsets (each probe a ranged GET that reads to the next row with
+ * images) narrows it to a small slice, read forward. Rows without images carry no number and are skipped
+ * by probes (and never found).
  */
 export async function findRow(store: ObjectStore, jobId: string, row: number): Promise<RowView | undefined> {
-  const rows = await streamRows(store, jobId, {});
-  if (!rows) return undefined;
-  for await (const { row: view } of rows) {
-    if (view.row === row) return view;
-    if (view.row !== null && view.row > row) return undefined;
+  const key = outputKey(jobId);
+  const info = await store.head(key);
+  if (!info) return undefined;
+  // Invariants: `lo` is a line start and every line before it has a number below `row`; the line with
+  // `row`, if any, starts before `hi`.
+  let lo = 0;
+  let hi = info.size;
+  while (hi - lo > LINEAR_SCAN_BYTES) {
+    const mid = Math.floor((lo + hi) / 2);
+    const probe = await firstNumberedRow(store, key, mid, info.size);
+    if (!probe || (probe.view.row as number) > row) hi = mid;
+    else if ((probe.view.row as number) < row) lo = probe.end;
+    else return probe.view;
+  }
+  const lines = await readLines(store, key, lo, { size: info.size });
+  for await (const line of lines ?? []) {
+    const view = rowView(line);
+    if (view?.row === row) return view;
+    if ((view?.row ?? 0) > row) return undefined;
+  }
+  return undefined;
+}
+
+async function firstNumberedRow(
+  store: ObjectStore,
+  key: string,
+  from: number,
+  size: number,
+): Promise<{ view: RowView; end: number } | undefined> {
+  const lines = await readLines(store, key, from, { align: 'next', size });
+  for await (const line of lines ?? []) {
+    const view = rowView(line);
+    if (view && view.row !== null) return { view, end: line.end };
   }
   return undefined;
 }
