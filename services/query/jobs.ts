@@ -106,14 +106,17 @@ function fromManifest(jobId: string, manifest: Record<string, unknown>, includeM
   const counts: JobCounts = {};
   const rawCounts = manifest.counts;
   if (typeof rawCounts === 'object' && rawCounts !== null) {
-    for (const name of ['rows', 'inputRows', 'prompts', 'images', 'errors', 'badRows'] as const) {
+    for (const name of ['rows', 'inputRows', 'prompts', 'images', 'errors', 'badRows', 'failedPrompts', 'partialRows'] as const) {
       const value = (rawCounts as Record<string, unknown>)[name];
       if (typeof value === 'number') counts[name] = value;
     }
   }
   const timings = typeof manifest.timings === 'object' && manifest.timings !== null ? (manifest.timings as Record<string, unknown>) : {};
   const status: JobStatus = manifest.status === 'failed' ? 'failed' : 'complete';
-  const model = describeModel(manifest.model);
+  // The sink writes `model: null` with `models: [...]` when images came from more than one model.
+  const model =
+    describeModel(manifest.model) ??
+    (Array.isArray(manifest.models) ? manifest.models.map(describeModel).filter(Boolean).join(', ') || undefined : undefined);
   const source = typeof manifest.source === 'string' ? manifest.source : undefined;
   const started = isoDate(manifest.started ?? manifest.startedAt ?? timings.started ?? timings.startedAt);
   const finished = isoDate(manifest.finished ?? manifest.finishedAt ?? timings.finished ?? timings.finishedAt);

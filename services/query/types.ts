@@ -11,6 +11,8 @@ export interface JobCounts {
   images?: number | null;
   errors?: number;
   badRows?: number;
+  failedPrompts?: number;
+  partialRows?: number;
 }
 
 export interface JobSummary {
