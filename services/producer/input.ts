@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Config } from '../common/config.ts';
 import { T2iError } from '../common/errors.ts';
-import { ObjectStore, parseS3Uri } from '../common/object-store.ts';
 
 export interface OpenedInput {
   stream: Readable;
@@ -14,11 +13,11 @@ export interface OpenedInput {
   close: () => void;
 }
 
-/** Large reads: fewer chunks to split means less per-chunk overhead on a multi-GB file. */
-const FILE_CHUNK_BYTES = 1024 * 1024;
+/** Reads of 256 KiB: few enough chunks for little per-chunk overhead, small enough to keep memory low. */
+const FILE_CHUNK_BYTES = 256 * 1024;
 
 /**
- * Opens the input as a byte stream, never reading it whole: a file (streamed in 1 MiB chunks), `-`
+ * Opens the input as a byte stream, never reading it whole: a file (streamed in 256 KiB chunks), `-`
  * (stdin), or `s3://bucket/key` (streamed from the object store configured in `config.s3`, with that
  * bucket). A missing file or object is an INPUT_INVALID error that names it.
  */
@@ -35,6 +34,8 @@ export async function openInput(
     return { stream: process.stdin, source: 'stdin', totalBytes: options.totalBytes, close: noop };
   }
   if (input.startsWith('s3://')) {
+    // Loaded only for S3 inputs: the AWS SDK is the biggest module of the process (memory, start time).
+    const { ObjectStore, parseS3Uri } = await import('../common/object-store.ts');
     const location = parseS3Uri(input);
     if (!location) throw new T2iError('INPUT_INVALID', `${input}: expected s3://bucket/key`);
     const store = new ObjectStore({ ...config.s3, bucket: location.bucket });

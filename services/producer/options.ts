@@ -18,13 +18,13 @@ export type ProduceCompression = 'none' | 'gzip';
 
 /** How requests are batched and how much may be unacknowledged. Defaults suit a local broker and large files. */
 export interface ProduceTuning {
-  /** Messages per produce request, at most. Default 20 000. */
+  /** Messages per produce request, at most. Default 5000 (kafkajs groups a request's messages by partition in O(n²)). */
   maxBatchMessages?: number;
-  /** Encoded bytes per produce request, at most (a single larger message still goes alone). Default 8 MiB. */
+  /** Encoded bytes per produce request, at most (a single larger message still goes alone). Default 2 MiB. */
   maxBatchBytes?: number;
   /** Encoded bytes per partition within one request: stays under the broker's message.max.bytes (1 MiB default). Default 900 000. */
   maxPartitionBytes?: number;
-  /** Produce requests sent but not acknowledged yet, at most; reading pauses beyond. Default 3. */
+  /** Produce requests sent but not acknowledged yet, at most; reading pauses beyond. Default 2. */
   maxInFlight?: number;
   /** Compression of produce requests. Default none (fastest on a local or LAN broker, see bench/producer). */
   compression?: ProduceCompression;
@@ -77,10 +77,10 @@ export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_RAW_BYTES = 4096;
 
 const DEFAULT_TUNING: Required<ProduceTuning> = {
-  maxBatchMessages: 20_000,
-  maxBatchBytes: 8 * 1024 * 1024,
+  maxBatchMessages: 5000,
+  maxBatchBytes: 2 * 1024 * 1024,
   maxPartitionBytes: 900_000,
-  maxInFlight: 3,
+  maxInFlight: 2,
   compression: 'none',
   connectTimeoutMs: 15_000,
 };
