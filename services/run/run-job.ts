@@ -128,8 +128,9 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
       T2I_EXECUTION_PROVIDER: config.model.executionProvider,
       T2I_HTTP_PORT: '0',
       T2I_LOG_LEVEL: config.logLevel === 'silent' ? 'warn' : config.logLevel,
-      // Share the cores between the workers (onnxruntime would otherwise give each one thread per core).
-      ...(config.model.intraOpThreads === 0 ? { T2I_INTRA_OP_THREADS: String(Math.max(1, Math.floor(os.availableParallelism() / workers))) } : {}),
+      // Share the cores between the workers, keeping one for Kafka, S3, PNG encoding and the sink
+      // (onnxruntime would otherwise give every worker one thread per core; see bench/engine).
+      ...(config.model.intraOpThreads === 0 ? { T2I_INTRA_OP_THREADS: String(Math.max(1, Math.floor((os.availableParallelism() - 1) / workers))) } : {}),
       ...options.childEnv,
     };
     const children: Child[] = [];
