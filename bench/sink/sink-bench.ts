@@ -63,7 +63,10 @@ await producer.connect();
 const log = (line: string) => process.stderr.write(`[sink-bench] ${line}\n`);
 
 async function cleanup(): Promise<void> {
-  if (values.keep) return log(`kept topics ${config.kafka.topicPrefix}* and bucket ${config.s3.bucket}`);
+  if (values.keep) {
+    log(`kept topics ${config.kafka.topicPrefix}* and bucket ${config.s3.bucket}`);
+    return;
+  }
   await admin.deleteTopics({ topics: Object.values(topics) }).catch((e: unknown) => log(`topic cleanup failed: ${String(e)}`));
   try {
     const keys: string[] = [];

@@ -64,6 +64,8 @@ interface JobState {
   nextCheckAt: number;
   /** First contact: manifest check and part count from the bucket (once per process). */
   loaded?: Promise<void>;
+  /** `loaded` has resolved: the hot path skips the await. */
+  ready: boolean;
   /** The last completion attempt failed (S3 down…): the next tick tries again. */
   retryAttempt: boolean;
 }
@@ -315,22 +317,30 @@ export class Sink {
     this.metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
     await this.serial(async () => {
       let spillSoon = false;
+      let last: string | undefined;
+      // Offsets are noted (and resolved) before each spill and at the end, not per message: fewer allocations.
+      const note = () => {
+        if (last === undefined) return;
+        this.pendingOffsets.set(`${batch.topic}:${batch.partition}`, {
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: (BigInt(last) + 1n).toString(),
+        });
+        payload.resolveOffset(last);
+      };
       for (const message of batch.messages) {
         if (this.stopping || !payload.isRunning() || payload.isStale()) break;
         // Bounded memory: spill before taking more. A failed spill throws, and kafkajs fetches this
         // batch again from the first offset not resolved.
         if (this.bufferedMessages >= this.options.maxBufferedMessages || this.bufferedBytes >= this.options.maxBufferedBytes) {
+          note();
           await this.flush(payload.heartbeat);
           spillSoon = false;
         }
         spillSoon = (await this.ingest(batch.topic, message)) || spillSoon;
-        this.pendingOffsets.set(`${batch.topic}:${batch.partition}`, {
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: (BigInt(message.offset) + 1n).toString(),
-        });
-        payload.resolveOffset(message.offset);
+        last = message.offset;
       }
+      note();
       // A job that may now be complete is spilled at once rather than at the next tick.
       if (spillSoon && !this.stopping) await this.flush(payload.heartbeat);
     });
@@ -369,7 +379,8 @@ export class Sink {
         )
       : undefined;
     try {
-      const job = await this.jobForData(value.jobId);
+      const known = this.jobs.get(value.jobId);
+      const job = known?.ready ? known : await this.jobForData(value.jobId);
       if (!job) {
         this.metrics.messages.inc({ kind: isResult ? 'result' : 'error', outcome: 'ignored' });
         span?.setAttribute('t2i.ignored', true);
@@ -395,7 +406,7 @@ export class Sink {
   private jobState(jobId: string): JobState {
     let job = this.jobs.get(jobId);
     if (!job) {
-      job = { jobId, buffer: [], bufferBytes: 0, partLines: 0, nextCheckAt: 0, retryAttempt: false };
+      job = { jobId, buffer: [], bufferBytes: 0, partLines: 0, nextCheckAt: 0, retryAttempt: false, ready: false };
       this.jobs.set(jobId, job);
     }
     return job;
@@ -405,12 +416,15 @@ export class Sink {
   private async jobForData(jobId: string): Promise<JobState | undefined> {
     if (this.completed.has(jobId)) return undefined;
     const job = this.jobState(jobId);
+    if (job.ready) return job;
     job.loaded ??= this.loadJob(job).catch((error: unknown) => {
       job.loaded = undefined;
       throw error;
     });
     await job.loaded;
-    return this.completed.has(jobId) ? undefined : job;
+    if (this.completed.has(jobId)) return undefined;
+    job.ready = true;
+    return job;
   }
 
   private async loadJob(job: JobState): Promise<void> {
