@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AvroCodec } from '../common/avro.ts';
 import { createKafka } from '../common/kafka.ts';
 import { ObjectStore } from '../common/object-store.ts';
@@ -27,8 +27,10 @@ export function registerSinkCommands(program: Command): void {
       .description('assemble output.jsonl, errors.jsonl and manifest.json of each job from its results, dead letters and job events'),
   )
     .option('--http-port <port>', 'health/metrics port (T2I_HTTP_PORT; 0 picks a free one)')
-    .option('--group <id>', 'consumer group of the results/errors consumer', 't2i-sink')
-    .option('--flush-interval-ms <ms>', 'spill buffered results to the bucket (and commit) at least this often', positiveInt)
+    .addOption(new Option('--group <id>', 'consumer group of the results/errors consumer').env('T2I_SINK_GROUP').default('t2i-sink'))
+    .addOption(
+      new Option('--flush-interval-ms <ms>', 'spill buffered results to the bucket (and commit) at least this often').env('T2I_SINK_FLUSH_INTERVAL_MS').argParser(positiveInt),
+    )
     .option('--max-buffered-messages <n>', 'spill when this many results/errors are buffered', positiveInt)
     .option('--session-timeout-ms <ms>', 'Kafka session timeout of the sink consumers', positiveInt)
     .action(async (flags: SinkFlags) => {

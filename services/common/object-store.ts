@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
 import {
   CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -38,6 +40,7 @@ export interface ListPage {
 export class ObjectStore {
   readonly client: S3Client;
   readonly bucket: string;
+  private batchDelete = true;
 
   constructor(private readonly config: S3Config, client?: S3Client) {
     this.bucket = config.bucket;
@@ -169,25 +172,51 @@ export class ObjectStore {
     } while (token);
   }
 
+  /**
+   * Deletes every object under a prefix. Uses DeleteObjects (1000 keys a request) where the server supports
+   * it, else one DeleteObject per key, 8 at a time (s3proxy answers DeleteObjects with 501 NotImplemented).
+   */
   async deletePrefix(prefix: string): Promise<number> {
     let deleted = 0;
     let batch: string[] = [];
     const flush = async () => {
       if (batch.length === 0) return;
-      await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
-      deleted += batch.length;
+      const keys = batch;
       batch = [];
+      if (this.batchDelete) {
+        try {
+          await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
+          deleted += keys.length;
+          return;
+        } catch (error) {
+          if ((error as Error).name !== 'NotImplemented' && (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 501) throw error;
+          this.batchDelete = false;
+        }
+      }
+      for (let i = 0; i < keys.length; i += 8) {
+        await Promise.all(keys.slice(i, i + 8).map((Key) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }))));
+      }
+      deleted += keys.length;
     };
     try {
       for await (const object of this.list(prefix)) {
         batch.push(object.key);
-        if (batch.length === 500) await flush();
+        if (batch.length === 1000) await flush();
       }
       await flush();
     } catch (error) {
       throw this.wrap(`delete ${prefix}`, error);
     }
     return deleted;
+  }
+
+  /** Deletes the (empty) bucket itself. */
+  async deleteBucket(): Promise<void> {
+    try {
+      await this.client.send(new DeleteBucketCommand({ Bucket: this.bucket }));
+    } catch (error) {
+      if (!isNotFound(error)) throw this.wrap('delete bucket', error);
+    }
   }
 
   /** A presigned GET URL valid for `expiresInSeconds`. */

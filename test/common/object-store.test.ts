@@ -36,4 +36,7 @@ test('put, get, head, list with pagination, stream upload and presign on the rea
   assert.equal(res.status, 200);
   assert.equal(await res.text(), 'hello');
   assert.equal(store.uri('jobs/a/x.txt'), `s3://${store.bucket}/jobs/a/x.txt`);
+  assert.equal(await store.deletePrefix('jobs/b/'), 7);
+  assert.equal((await store.listPage('jobs/b/')).objects.length, 0);
+  assert.ok(await store.head('jobs/a/x.txt'), 'other prefixes stay');
 });

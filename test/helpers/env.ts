@@ -49,6 +49,7 @@ export async function createTestEnv(options: { promptPartitions?: number; extraE
     }
     await admin.disconnect().catch(() => {});
     await store.deletePrefix('').catch(() => {});
+    await store.deleteBucket().catch(() => {});
     store.close();
   });
   return { config, topics, store, kafka, env };
