@@ -27,6 +27,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$root/bin/helm" ]
 fi
 
 say() { echo "deploy tools: $*" >&2; }
+command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || { say "needs Go (go install); PATH=$PATH"; exit 1; }
 rm -rf "$root.tmp" && mkdir -p "$root.tmp/bin" "$root.tmp/crds"
 tmp="$root.tmp"
