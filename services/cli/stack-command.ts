@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../../deploy/local/stack.ts';
-import { createKafka, ensureTopics, kafkaUnavailable } from '../common/kafka.ts';
+import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
 import { createLogger } from '../common/logger.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
@@ -21,7 +21,9 @@ export function registerStackCommands(program: Command): void {
       await stackDown(stackOptionsFromEnv(), say);
     });
   addConnectionOptions(
-    stack.command('init').description('create the topics and the bucket on the configured Kafka and S3 (starts nothing; for Docker and Kubernetes)'),
+    stack
+      .command('init')
+      .description('create the topics and the bucket on the configured Kafka and S3 (starts nothing; for Docker and Kubernetes)'),
   ).action(async (flags: ConnectionFlags) => {
     const config = configFromFlags(flags);
     const admin = createKafka(config.kafka, createLogger('stack-init', config.logLevel)).admin();
@@ -31,7 +33,7 @@ export function registerStackCommands(program: Command): void {
       throw kafkaUnavailable(config.kafka, error);
     }
     try {
-      const topics = await ensureTopics(admin, config.kafka.topicPrefix, { promptPartitions: config.kafka.promptPartitions });
+      const topics = await ensureTopics(admin, config.kafka.topicPrefix, topicLayout(config.kafka));
       say(`topics ready: ${Object.values(topics).join(', ')}`);
     } finally {
       await admin.disconnect().catch(() => {});
@@ -52,7 +54,13 @@ export function registerStackCommands(program: Command): void {
         return;
       }
       for (const s of status) {
-        const state = s.running ? (s.answering ? 'running' : 'starting (not answering yet)') : s.answering ? 'answering (not started by t2i)' : 'stopped';
+        const state = s.running
+          ? s.answering
+            ? 'running'
+            : 'starting (not answering yet)'
+          : s.answering
+            ? 'answering (not started by t2i)'
+            : 'stopped';
         process.stdout.write(`${s.part.padEnd(8)} ${state.padEnd(32)} ${s.address}${s.pid ? `  pid ${s.pid}` : ''}  log ${s.log}\n`);
       }
       if (!status.every((s) => s.answering)) process.exitCode = 3;

@@ -75,7 +75,10 @@ export class AvroCodec {
     if (fingerprint === undefined) throw new T2iError('SCHEMA_UNKNOWN', `${name} message without a ${SCHEMA_HEADER} header`);
     const writer = this.byFingerprint.get(fingerprint);
     if (!writer) {
-      throw new T2iError('SCHEMA_UNKNOWN', `unknown writer schema ${fingerprint}: this reader knows ${[...this.byFingerprint.keys()].join(', ')}; upgrade the reader`);
+      throw new T2iError(
+        'SCHEMA_UNKNOWN',
+        `unknown writer schema ${fingerprint}: this reader knows ${[...this.byFingerprint.keys()].join(', ')}; upgrade the reader`,
+      );
     }
     if (writer.name !== name) throw new T2iError('SCHEMA_UNKNOWN', `expected a ${name} message, got ${writer.name}`);
     const reader = this.writer(name);

@@ -15,16 +15,19 @@ export interface KafkaConfig {
   readonly topicPrefix: string;
   /** Partitions of the prompts topic when this project creates it (`T2I_PROMPT_PARTITIONS`), default 12. */
   readonly promptPartitions: number;
+  /** Replication factor of the topics this project creates (`T2I_REPLICATION_FACTOR`), default 1 (local stack). */
+  readonly replicationFactor: number;
 }
 
 /** S3-compatible object store settings. */
 export interface S3Config {
-  /** Endpoint URL (`S3_ENDPOINT`); unset means AWS itself. Local default http://127.0.0.1:9000. */
+  /** Endpoint URL (`S3_ENDPOINT`); default the local stack http://127.0.0.1:9000; `aws` (stored as absent) means AWS itself. */
   readonly endpoint?: string;
   readonly region: string;
   readonly bucket: string;
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
+  /** Static credentials; absent on AWS (`S3_ENDPOINT=aws` without keys): the SDK's default credential chain. */
+  readonly accessKeyId?: string;
+  readonly secretAccessKey?: string;
   /** Path-style addressing (`S3_FORCE_PATH_STYLE`): default true with a custom endpoint. */
   readonly forcePathStyle: boolean;
   /** When set (`S3_PUBLIC_BASE_URL`), image URIs are `<base>/<key>` instead of `s3://bucket/key`. */
@@ -70,6 +73,7 @@ export const CONFIG_VARIABLES = [
   'KAFKA_SSL',
   'T2I_TOPIC_PREFIX',
   'T2I_PROMPT_PARTITIONS',
+  'T2I_REPLICATION_FACTOR',
   'S3_ENDPOINT',
   'S3_REGION',
   'S3_BUCKET',
@@ -83,6 +87,7 @@ export const CONFIG_VARIABLES = [
   'T2I_INTRA_OP_THREADS',
   'T2I_HTTP_PORT',
   'T2I_LOG_LEVEL',
+  'T2I_QUERY_TOKEN',
 ] as const;
 
 /**
@@ -110,16 +115,29 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     ssl: read.bool('KAFKA_SSL', false),
     topicPrefix: read.matches('T2I_TOPIC_PREFIX', /^[A-Za-z0-9._-]{0,200}$/, 't2i.', 'letters, digits, ".", "_" or "-"'),
     promptPartitions: read.int('T2I_PROMPT_PARTITIONS', 12, { min: 1, max: 10000 }),
+    replicationFactor: read.int('T2I_REPLICATION_FACTOR', 1, { min: 1, max: 100 }),
   };
 
-  const endpoint = read.url('S3_ENDPOINT', 'http://127.0.0.1:9000');
+  // `S3_ENDPOINT=aws` means AWS itself (the SDK's regional endpoints); unset means the local stack.
+  const awsEndpoint = read.raw('S3_ENDPOINT')?.toLowerCase() === 'aws';
+  const endpoint = awsEndpoint ? undefined : read.url('S3_ENDPOINT', 'http://127.0.0.1:9000');
+  // Static keys, or (on AWS without keys) the SDK's default credential chain: IRSA, EKS Pod Identity, instance roles.
+  const accessKeyId = read.raw('AWS_ACCESS_KEY_ID') ?? (awsEndpoint ? undefined : LOCAL_S3_ACCESS_KEY);
+  const secretAccessKey = read.raw('AWS_SECRET_ACCESS_KEY') ?? (awsEndpoint ? undefined : LOCAL_S3_SECRET_KEY);
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    read.problems.push('AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: set both, or neither (to use the default AWS credential chain)');
+  }
   const publicBaseUrl = read.url('S3_PUBLIC_BASE_URL');
   const s3: S3Config = {
     ...(endpoint !== undefined ? { endpoint } : {}),
     region: read.string('S3_REGION', 'us-east-1'),
-    bucket: read.matches('S3_BUCKET', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 't2i', 'a bucket name: 3-63 lowercase letters, digits, "." or "-"'),
-    accessKeyId: read.string('AWS_ACCESS_KEY_ID', LOCAL_S3_ACCESS_KEY),
-    secretAccessKey: read.string('AWS_SECRET_ACCESS_KEY', LOCAL_S3_SECRET_KEY),
+    bucket: read.matches(
+      'S3_BUCKET',
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      't2i',
+      'a bucket name: 3-63 lowercase letters, digits, "." or "-"',
+    ),
+    ...(accessKeyId !== undefined && secretAccessKey !== undefined ? { accessKeyId, secretAccessKey } : {}),
     forcePathStyle: read.bool('S3_FORCE_PATH_STYLE', endpoint !== undefined),
     ...(publicBaseUrl !== undefined ? { publicBaseUrl } : {}),
   };
@@ -185,7 +203,7 @@ export function redactConfig(config: Config): unknown {
   return {
     ...config,
     kafka: { ...config.kafka, ...(config.kafka.sasl ? { sasl: { ...config.kafka.sasl, password: '***' } } : {}) },
-    s3: { ...config.s3, secretAccessKey: '***' },
+    s3: { ...config.s3, ...(config.s3.secretAccessKey !== undefined ? { secretAccessKey: '***' } : {}) },
     ...(config.queryToken !== undefined ? { queryToken: '***' } : {}),
   };
 }

@@ -80,7 +80,10 @@ export class EnvReader {
   /** Comma-separated host:port list. */
   hostPorts(name: string, fallback: string): string[] {
     const value = this.raw(name) ?? fallback;
-    const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+    const items = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const bad = items.filter((item) => !/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(item));
     if (items.length === 0 || bad.length > 0) {
       this.problems.push(`${name}=${JSON.stringify(value)}: expected comma-separated host:port pairs such as 127.0.0.1:9092`);

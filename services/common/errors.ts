@@ -45,8 +45,14 @@ export function isRetriable(error: unknown): boolean {
   const status = anyError.$metadata?.httpStatusCode;
   if (status !== undefined && (status >= 500 || status === 429)) return true;
   const code = anyError.code ?? '';
-  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT'].includes(code)
-    || /ECONNREFUSED|ECONNRESET|socket hang up|Connection error|KafkaJSConnectionError|KafkaJSNumberOfRetriesExceeded|TimeoutError/i.test(`${error.name} ${error.message}`);
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT'].includes(
+      code,
+    ) ||
+    /ECONNREFUSED|ECONNRESET|socket hang up|Connection error|KafkaJSConnectionError|KafkaJSNumberOfRetriesExceeded|TimeoutError/i.test(
+      `${error.name} ${error.message}`,
+    )
+  );
 }
 
 /** A one-line description of an error and its causes, for logs and CLI messages. */

@@ -46,7 +46,10 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
             options.readiness.map(async (r) => ({ name: r.name, ready: await Promise.resolve(r.check()).catch(() => false) })),
           );
           const ready = results.every((r) => r.ready);
-          send(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: Object.fromEntries(results.map((r) => [r.name, r.ready])) });
+          send(res, ready ? 200 : 503, {
+            status: ready ? 'ready' : 'not ready',
+            checks: Object.fromEntries(results.map((r) => [r.name, r.ready])),
+          });
         } else if (url === '/metrics') {
           const body = await options.registry.metrics();
           res.writeHead(200, { 'content-type': options.registry.contentType });

@@ -7,7 +7,12 @@ import { T2iError } from './errors.ts';
  * A kafkajs client for the configured brokers, with SASL/TLS when set and kafkajs logs routed to pino.
  * `overrides` replace client options (e.g. a shorter connect retry for a CLI command that must give up in seconds).
  */
-export function createKafka(config: KafkaConfig, logger: Logger, clientId = config.clientId, overrides: Pick<KafkaJsConfig, 'connectionTimeout' | 'retry'> = {}): Kafka {
+export function createKafka(
+  config: KafkaConfig,
+  logger: Logger,
+  clientId = config.clientId,
+  overrides: Pick<KafkaJsConfig, 'connectionTimeout' | 'retry'> = {},
+): Kafka {
   const options: KafkaJsConfig = {
     clientId,
     brokers: [...config.brokers],
@@ -16,13 +21,15 @@ export function createKafka(config: KafkaConfig, logger: Logger, clientId = conf
     requestTimeout: 30_000,
     retry: { initialRetryTime: 200, retries: 8, maxRetryTime: 10_000 },
     logLevel: KafkaLogLevel.WARN,
-    logCreator: () => ({ namespace, level, log }) => {
-      const { message, ...extra } = log;
-      const fields = { kafka: namespace, ...extra };
-      if (level === KafkaLogLevel.ERROR) logger.error(fields, message);
-      else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
-      else logger.debug(fields, message);
-    },
+    logCreator:
+      () =>
+      ({ namespace, level, log }) => {
+        const { message, ...extra } = log;
+        const fields = { kafka: namespace, ...extra };
+        if (level === KafkaLogLevel.ERROR) logger.error(fields, message);
+        else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
+        else logger.debug(fields, message);
+      },
   };
   if (config.sasl) {
     const { mechanism, username, password } = config.sasl;
@@ -37,6 +44,11 @@ export interface TopicLayout {
   /** Partitions of results/errors/jobs. Default 3. */
   otherPartitions?: number;
   replicationFactor?: number;
+}
+
+/** The topic layout the configuration asks for. */
+export function topicLayout(config: KafkaConfig): TopicLayout {
+  return { promptPartitions: config.promptPartitions, replicationFactor: config.replicationFactor };
 }
 
 /** Creates the four topics of a prefix if they do not exist yet (idempotent). */
@@ -76,5 +88,9 @@ export function headersToStrings(headers: IHeaders | undefined): Record<string, 
 
 /** Wraps a connect failure in an error that names the brokers. */
 export function kafkaUnavailable(config: KafkaConfig, error: unknown): T2iError {
-  return new T2iError('KAFKA_UNAVAILABLE', `cannot reach Kafka at ${config.brokers.join(',')} (KAFKA_BROKERS); is the broker running? (\`t2i stack up\` starts a local one)`, { retriable: true, cause: error });
+  return new T2iError(
+    'KAFKA_UNAVAILABLE',
+    `cannot reach Kafka at ${config.brokers.join(',')} (KAFKA_BROKERS); is the broker running? (\`t2i stack up\` starts a local one)`,
+    { retriable: true, cause: error },
+  );
 }

@@ -6,14 +6,27 @@ export type { Logger } from 'pino';
  * Structured JSON logs (pino) to stderr, so stdout stays free for command output (URIs, JSON rows).
  * Secrets are redacted by path wherever they could appear.
  */
-export function createLogger(name: string, level: LoggerOptions['level'] = 'info', destination: NodeJS.WritableStream = process.stderr): Logger {
+export function createLogger(
+  name: string,
+  level: LoggerOptions['level'] = 'info',
+  destination: NodeJS.WritableStream = process.stderr,
+): Logger {
   return pino(
     {
       name,
       level,
       base: { service: name, pid: process.pid },
       redact: {
-        paths: ['password', 'secretAccessKey', '*.password', '*.secretAccessKey', '*.*.password', '*.*.secretAccessKey', 'authorization', '*.authorization'],
+        paths: [
+          'password',
+          'secretAccessKey',
+          '*.password',
+          '*.secretAccessKey',
+          '*.*.password',
+          '*.*.secretAccessKey',
+          'authorization',
+          '*.authorization',
+        ],
         censor: '***',
       },
     },

@@ -39,7 +39,12 @@ export class MessageProducer {
   }
 
   /** Sends and resolves once every message is acknowledged by all in-sync replicas. */
-  async send<N extends MessageName>(topic: string, name: N, messages: OutgoingMessage<N>[], compression = CompressionTypes.None): Promise<void> {
+  async send<N extends MessageName>(
+    topic: string,
+    name: N,
+    messages: OutgoingMessage<N>[],
+    compression = CompressionTypes.None,
+  ): Promise<void> {
     if (messages.length === 0) return;
     await this.producer.send({ topic, acks: -1, compression, messages: messages.map((m) => this.encode(name, m)) });
   }

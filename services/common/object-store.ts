@@ -42,12 +42,17 @@ export class ObjectStore {
   readonly bucket: string;
   private batchDelete = true;
 
-  constructor(private readonly config: S3Config, client?: S3Client) {
+  constructor(
+    private readonly config: S3Config,
+    client?: S3Client,
+  ) {
     this.bucket = config.bucket;
     const options: S3ClientConfig = {
       region: config.region,
       forcePathStyle: config.forcePathStyle,
-      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      ...(config.accessKeyId !== undefined && config.secretAccessKey !== undefined
+        ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } }
+        : {}),
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 3,
@@ -77,10 +82,21 @@ export class ObjectStore {
     }
   }
 
-  async put(key: string, body: Uint8Array | string, contentType = 'application/octet-stream', metadata?: Record<string, string>): Promise<void> {
+  async put(
+    key: string,
+    body: Uint8Array | string,
+    contentType = 'application/octet-stream',
+    metadata?: Record<string, string>,
+  ): Promise<void> {
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType, ...(metadata ? { Metadata: metadata } : {}) }),
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: contentType,
+          ...(metadata ? { Metadata: metadata } : {}),
+        }),
       );
     } catch (error) {
       throw this.wrap(`put ${key}`, error);
@@ -127,7 +143,12 @@ export class ObjectStore {
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { key, size: out.ContentLength ?? 0, ...(out.LastModified ? { lastModified: out.LastModified } : {}), ...(out.ETag ? { etag: out.ETag } : {}) };
+      return {
+        key,
+        size: out.ContentLength ?? 0,
+        ...(out.LastModified ? { lastModified: out.LastModified } : {}),
+        ...(out.ETag ? { etag: out.ETag } : {}),
+      };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw this.wrap(`head ${key}`, error);
@@ -135,7 +156,10 @@ export class ObjectStore {
   }
 
   /** One page of ListObjectsV2 (at most `limit` keys, 1000 max). */
-  async listPage(prefix: string, options: { delimiter?: string; token?: string; limit?: number; startAfter?: string } = {}): Promise<ListPage> {
+  async listPage(
+    prefix: string,
+    options: { delimiter?: string; token?: string; limit?: number; startAfter?: string } = {},
+  ): Promise<ListPage> {
     try {
       const out = await this.client.send(
         new ListObjectsV2Command({
@@ -185,11 +209,17 @@ export class ObjectStore {
       batch = [];
       if (this.batchDelete) {
         try {
-          await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
+          await this.client.send(
+            new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }),
+          );
           deleted += keys.length;
           return;
         } catch (error) {
-          if ((error as Error).name !== 'NotImplemented' && (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 501) throw error;
+          if (
+            (error as Error).name !== 'NotImplemented' &&
+            (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 501
+          )
+            throw error;
           this.batchDelete = false;
         }
       }
@@ -234,10 +264,14 @@ export class ObjectStore {
     const name = (error as Error).name;
     // Access or request errors (4xx) will not heal by waiting; everything else (refused, reset, 5xx) might.
     const retriable = status === undefined || status >= 500 || status === 429 || name === 'TimeoutError';
-    return new T2iError('S3_UNAVAILABLE', `S3 ${action} failed at ${this.config.endpoint ?? 'AWS'} (bucket ${this.bucket}): ${name} ${(error as Error).message}`, {
-      retriable,
-      cause: error,
-    });
+    return new T2iError(
+      'S3_UNAVAILABLE',
+      `S3 ${action} failed at ${this.config.endpoint ?? 'AWS'} (bucket ${this.bucket}): ${name} ${(error as Error).message}`,
+      {
+        retriable,
+        cause: error,
+      },
+    );
   }
 }
 

@@ -18,7 +18,9 @@ let basicsRegistered = false;
 export async function initTelemetry(serviceName: string, env: Env = process.env): Promise<{ shutdown: () => Promise<void> }> {
   registerTelemetryBasics();
   const exporter = env.OTEL_TRACES_EXPORTER;
-  const wanted = (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (exporter && exporter !== 'none')) && env.OTEL_SDK_DISABLED !== 'true';
+  const wanted =
+    (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (exporter && exporter !== 'none')) &&
+    env.OTEL_SDK_DISABLED !== 'true';
   if (!wanted || started) return started ?? { shutdown: async () => {} };
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   const sdk = new NodeSDK({ serviceName });
@@ -66,7 +68,12 @@ export function extractTraceContext(headers: Record<string, unknown> | undefined
 }
 
 /** Runs `fn` in a span; records the error and marks the span failed when it throws. */
-export async function withSpan<T>(name: string, options: SpanOptions, parent: Context | undefined, fn: (span: Span) => Promise<T>): Promise<T> {
+export async function withSpan<T>(
+  name: string,
+  options: SpanOptions,
+  parent: Context | undefined,
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
   return tracer().startActiveSpan(name, options, parent ?? context.active(), async (span) => {
     try {
       return await fn(span);

@@ -3,7 +3,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import { AvroCodec, SCHEMA_HEADER } from '../common/avro.ts';
 import { topicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
-import { createKafka, ensureTopics, kafkaUnavailable } from '../common/kafka.ts';
+import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
 import { silentLogger } from '../common/logger.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { rowKey, type DeadLetter, type JobEvent, type PromptRequest } from '../common/messages.ts';
@@ -97,7 +97,7 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
       await withTimeout(admin.connect(), tuning.connectTimeoutMs);
       adminConnected = true;
       await withTimeout(
-        ensureTopics(admin, config.kafka.topicPrefix, { promptPartitions: config.kafka.promptPartitions }),
+        ensureTopics(admin, config.kafka.topicPrefix, topicLayout(config.kafka)),
         tuning.connectTimeoutMs,
       );
       partitions = await partitionCounts(admin, [topics.prompts, topics.errors]);

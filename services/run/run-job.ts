@@ -16,7 +16,7 @@ import { servicesAnswer, stackDown, stackUp, type StackOptions } from '../../dep
 import { AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
-import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
+import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
 import { JOB_ID_PATTERN, jobPrefix, type JobEvent } from '../common/messages.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { PACKAGE_ROOT } from '../common/paths.ts';
@@ -73,9 +73,11 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
   const { config, say } = options;
   if (!fs.existsSync(options.input)) throw new T2iError('INPUT_INVALID', `input file not found: ${options.input}`);
   const jobId = options.jobId ?? ulid();
-  if (!JOB_ID_PATTERN.test(jobId)) throw new T2iError('INPUT_INVALID', `--job ${JSON.stringify(jobId)}: a job id is 1-64 letters, digits, ".", "_" or "-"`);
+  if (!JOB_ID_PATTERN.test(jobId))
+    throw new T2iError('INPUT_INVALID', `--job ${JSON.stringify(jobId)}: a job id is 1-64 letters, digits, ".", "_" or "-"`);
   const workers = options.workers ?? 1;
-  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new T2iError('INPUT_INVALID', `--workers ${workers}: expected a whole number from 1 to 64`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new T2iError('INPUT_INVALID', `--workers ${workers}: expected a whole number from 1 to 64`);
   const logDir = options.logDir ?? path.join(PACKAGE_ROOT, '.cache', 'run', jobId);
   fs.mkdirSync(logDir, { recursive: true });
 
@@ -94,7 +96,9 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
     // 1. The stack: use what answers; start the local one only for loopback addresses.
     const broker = config.kafka.brokers[0] ?? '127.0.0.1:9092';
     if (!(await servicesAnswer(broker, config.s3.endpoint))) {
-      const local = LOCAL_HOSTS.has(broker.slice(0, broker.lastIndexOf(':'))) && (!config.s3.endpoint || LOCAL_HOSTS.has(new URL(config.s3.endpoint).hostname));
+      const local =
+        LOCAL_HOSTS.has(broker.slice(0, broker.lastIndexOf(':'))) &&
+        (!config.s3.endpoint || LOCAL_HOSTS.has(new URL(config.s3.endpoint).hostname));
       if (!local) throw kafkaUnavailable(config.kafka, new Error(`nothing answers at ${broker} / ${config.s3.endpoint ?? 'AWS S3'}`));
       say('no Kafka/S3 answering: starting the local stack (t2i stack up)');
       await stackUp(options.stack, (line) => say(`  ${line}`));
@@ -104,7 +108,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
     const admin = kafka.admin();
     try {
       await admin.connect();
-      await ensureTopics(admin, config.kafka.topicPrefix, { promptPartitions: config.kafka.promptPartitions });
+      await ensureTopics(admin, config.kafka.topicPrefix, topicLayout(config.kafka));
     } catch (error) {
       throw kafkaUnavailable(config.kafka, error);
     }
@@ -130,7 +134,9 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
       T2I_LOG_LEVEL: config.logLevel === 'silent' ? 'warn' : config.logLevel,
       // Share the cores between the workers, keeping one for Kafka, S3, PNG encoding and the sink
       // (onnxruntime would otherwise give every worker one thread per core; see bench/engine).
-      ...(config.model.intraOpThreads === 0 ? { T2I_INTRA_OP_THREADS: String(Math.max(1, Math.floor((os.availableParallelism() - 1) / workers))) } : {}),
+      ...(config.model.intraOpThreads === 0
+        ? { T2I_INTRA_OP_THREADS: String(Math.max(1, Math.floor((os.availableParallelism() - 1) / workers))) }
+        : {}),
       ...options.childEnv,
     };
     const children: Child[] = [];
@@ -145,7 +151,8 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
     cleanups.push(stopChildren);
     // A short spill interval: on one machine the sink's latency to `completed` matters more than its request count.
     children.push(startChild('sink', ['sink'], { T2I_SINK_FLUSH_INTERVAL_MS: '1000', ...childEnv }, logDir));
-    for (let i = 0; i < workers; i++) children.push(startChild(`worker-${i + 1}`, ['worker'], { ...childEnv, T2I_WORKER_ID: `${os.hostname()}-run-${i + 1}` }, logDir));
+    for (let i = 0; i < workers; i++)
+      children.push(startChild(`worker-${i + 1}`, ['worker'], { ...childEnv, T2I_WORKER_ID: `${os.hostname()}-run-${i + 1}` }, logDir));
     say(`started ${workers} worker${workers > 1 ? 's' : ''} and the sink (logs in ${logDir})`);
 
     // 4. Produce in-process, with one progress bar for the whole job.
@@ -161,7 +168,13 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
     const childFailure = new Promise<never>((_, reject) => {
       for (const child of children) {
         void child.exited.then((code) => {
-          if (!watch.done) reject(new T2iError('JOB_FAILED', `${child.name} exited (code ${code}) before the job completed; last lines of ${child.log}:\n${tail(child.log, 20)}`));
+          if (!watch.done)
+            reject(
+              new T2iError(
+                'JOB_FAILED',
+                `${child.name} exited (code ${code}) before the job completed; last lines of ${child.log}:\n${tail(child.log, 20)}`,
+              ),
+            );
         });
       }
     });
@@ -187,7 +200,12 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
 
     // 5. Wait for the sink's `completed` event.
     const timeout = options.timeoutMs
-      ? new Promise<never>((_, reject) => setTimeout(() => reject(new T2iError('TIMEOUT', `job ${jobId} did not complete within ${options.timeoutMs} ms`)), options.timeoutMs).unref())
+      ? new Promise<never>((_, reject) =>
+          setTimeout(
+            () => reject(new T2iError('TIMEOUT', `job ${jobId} did not complete within ${options.timeoutMs} ms`)),
+            options.timeoutMs,
+          ).unref(),
+        )
       : new Promise<never>(() => {});
     const event = await Promise.race([watch.completed, childFailure, timeout]);
     bar.update(watch.state.images + watch.state.promptErrors, {
@@ -202,7 +220,8 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
     const prefix = jobPrefix(jobId);
     const outputFile = path.resolve(options.out ?? defaultOutputPath(options.input));
     const stream = await store.getStream(`${prefix}output.jsonl`);
-    if (!stream) throw new T2iError('JOB_FAILED', `the sink reported job ${jobId} complete but ${store.uri(`${prefix}output.jsonl`)} is missing`);
+    if (!stream)
+      throw new T2iError('JOB_FAILED', `the sink reported job ${jobId} complete but ${store.uri(`${prefix}output.jsonl`)} is missing`);
     fs.mkdirSync(path.dirname(outputFile), { recursive: true });
     await pipeline(stream, fs.createWriteStream(outputFile));
     const uris = {
@@ -226,7 +245,10 @@ export function defaultOutputPath(input: string): string {
 function startChild(name: string, args: string[], env: Record<string, string>, logDir: string): Child {
   const log = path.join(logDir, `${name}.log`);
   const fd = fs.openSync(log, 'a');
-  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', fd, fd],
+  });
   fs.closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { name, process: child, log, exited };
@@ -254,10 +276,20 @@ interface JobWatch {
  * before anything of this job is produced), so it never misses the job's messages nor reads old ones.
  * Counts are distinct (row, prompt) pairs: redelivered results are not counted twice.
  */
-async function watchJob(kafka: Kafka, admin: ReturnType<Kafka['admin']>, jobId: string, topicList: string[], topics: ReturnType<typeof topicNames>): Promise<JobWatch> {
+async function watchJob(
+  kafka: Kafka,
+  admin: ReturnType<Kafka['admin']>,
+  jobId: string,
+  topicList: string[],
+  topics: ReturnType<typeof topicNames>,
+): Promise<JobWatch> {
   const codec = new AvroCodec();
   const ends = new Map<string, { partition: number; offset: string }[]>();
-  for (const topic of topicList) ends.set(topic, (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high })));
+  for (const topic of topicList)
+    ends.set(
+      topic,
+      (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high })),
+    );
   const consumer = kafka.consumer({ groupId: `t2i-run-${jobId}-${process.pid}`, maxWaitTimeInMs: 200 });
   await consumer.connect();
   for (const topic of topicList) await consumer.subscribe({ topic, fromBeginning: true });

@@ -8,7 +8,7 @@ import { monotonicFactory } from 'ulid';
 import type { AvroCodec } from '../common/avro.ts';
 import { topicNames, type TopicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
-import { ensureTopics } from '../common/kafka.ts';
+import { ensureTopics, topicLayout } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { JOB_ID_PATTERN, jobPrefix, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
@@ -169,7 +169,7 @@ export class Sink {
       const admin = this.deps.kafka.admin();
       await admin.connect();
       try {
-        await ensureTopics(admin, this.config.kafka.topicPrefix, { promptPartitions: this.config.kafka.promptPartitions });
+        await ensureTopics(admin, this.config.kafka.topicPrefix, topicLayout(this.config.kafka));
         const offsets = await admin.fetchTopicOffsets(this.topics.jobs);
         for (const o of offsets) if (BigInt(o.high) > BigInt(o.low)) this.jobsTargets.set(o.partition, BigInt(o.high));
       } finally {
