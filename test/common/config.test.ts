@@ -30,11 +30,19 @@ test('environment and flag overrides are applied, flags winning', () => {
 
 test('every bad variable is reported at once, naming the variable and what it expects', () => {
   assert.throws(
-    () => loadConfig({ KAFKA_BROKERS: 'no-port', S3_ENDPOINT: 'ftp://x', T2I_EXECUTION_PROVIDER: 'tpu', KAFKA_SSL: 'maybe', T2I_HTTP_PORT: '70000' }),
+    () =>
+      loadConfig({
+        KAFKA_BROKERS: 'no-port',
+        S3_ENDPOINT: 'ftp://x',
+        T2I_EXECUTION_PROVIDER: 'tpu',
+        KAFKA_SSL: 'maybe',
+        T2I_HTTP_PORT: '70000',
+      }),
     (error: unknown) => {
       assert.ok(error instanceof T2iError);
       assert.equal(error.code, 'CONFIG_INVALID');
-      for (const name of ['KAFKA_BROKERS', 'S3_ENDPOINT', 'T2I_EXECUTION_PROVIDER', 'KAFKA_SSL', 'T2I_HTTP_PORT']) assert.match(error.message, new RegExp(name));
+      for (const name of ['KAFKA_BROKERS', 'S3_ENDPOINT', 'T2I_EXECUTION_PROVIDER', 'KAFKA_SSL', 'T2I_HTTP_PORT'])
+        assert.match(error.message, new RegExp(name));
       assert.match(error.message, /expected one of cpu, cuda, tensorrt/);
       return true;
     },
@@ -43,7 +51,12 @@ test('every bad variable is reported at once, naming the variable and what it ex
 
 test('SASL needs username and password; secrets are redacted', () => {
   assert.throws(() => loadConfig({ KAFKA_SASL_MECHANISM: 'plain' }), /KAFKA_SASL_USERNAME: required/);
-  const config = loadConfig({ KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'hunter2', AWS_SECRET_ACCESS_KEY: 's3cret' });
+  const config = loadConfig({
+    KAFKA_SASL_MECHANISM: 'scram-sha-512',
+    KAFKA_SASL_USERNAME: 'u',
+    KAFKA_SASL_PASSWORD: 'hunter2',
+    AWS_SECRET_ACCESS_KEY: 's3cret',
+  });
   const text = JSON.stringify(redactConfig(config));
   assert.doesNotMatch(text, /hunter2|s3cret/);
   assert.equal(config.kafka.sasl?.mechanism, 'scram-sha-512');
@@ -51,4 +64,13 @@ test('SASL needs username and password; secrets are redacted', () => {
 
 test('topic names follow the prefix', () => {
   assert.deepEqual(topicNames('x.'), { prompts: 'x.prompts', results: 'x.results', errors: 'x.errors', jobs: 'x.jobs' });
+});
+
+test('S3_ENDPOINT=aws uses AWS endpoints and, without keys, the default credential chain', () => {
+  const config = loadConfig({ S3_ENDPOINT: 'aws', S3_REGION: 'eu-west-1' });
+  assert.equal(config.s3.endpoint, undefined);
+  assert.equal(config.s3.accessKeyId, undefined);
+  assert.equal(config.s3.forcePathStyle, false);
+  assert.throws(() => loadConfig({ S3_ENDPOINT: 'aws', AWS_ACCESS_KEY_ID: 'only-one' }), /set both, or neither/);
+  assert.equal(loadConfig({ T2I_REPLICATION_FACTOR: '3' }).kafka.replicationFactor, 3);
 });
