@@ -33,11 +33,17 @@ const BATCH = Number(values.batch);
 const THREADS = Number(values.threads);
 
 async function engineRate(images: number): Promise<number> {
-  const engine = createFluxPipeline({ modelDirectory: loadConfig(process.env).model.dir, intraOpNumThreads: THREADS, maxBatchSize: Math.max(8, BATCH), preferredBatchSize: BATCH });
+  const engine = createFluxPipeline({
+    modelDirectory: loadConfig(process.env).model.dir,
+    intraOpNumThreads: THREADS,
+    maxBatchSize: Math.max(8, BATCH),
+    preferredBatchSize: BATCH,
+  });
   await engine.load();
   await engine.generate(Array.from({ length: BATCH }, (_, i) => ({ prompt: 'warm-up', seed: i })));
   const start = performance.now();
-  for (let i = 0; i < images; i += BATCH) await engine.generate(Array.from({ length: BATCH }, (_, k) => ({ prompt: `engine bench ${i + k}`, seed: i + k })));
+  for (let i = 0; i < images; i += BATCH)
+    await engine.generate(Array.from({ length: BATCH }, (_, k) => ({ prompt: `engine bench ${i + k}`, seed: i + k })));
   const rate = images / ((performance.now() - start) / 1000);
   await engine.close();
   return rate;
@@ -47,7 +53,10 @@ const dir = path.join(PACKAGE_ROOT, '.cache', 'bench');
 fs.mkdirSync(dir, { recursive: true });
 const input = path.join(dir, `e2e-${ROWS}.jsonl`);
 const lines: string[] = [];
-for (let i = 0; i < ROWS; i++) lines.push(JSON.stringify({ id: i, conversations: [{ role: 'user', content: `a photo of object number ${i} on a table, studio light` }] }));
+for (let i = 0; i < ROWS; i++)
+  lines.push(
+    JSON.stringify({ id: i, conversations: [{ role: 'user', content: `a photo of object number ${i} on a table, studio light` }] }),
+  );
 fs.writeFileSync(input, `${lines.join('\n')}\n`);
 
 const before = await engineRate(800);
@@ -56,8 +65,23 @@ const jobId = `bench-e2e-${Date.now().toString(36)}`;
 const started = performance.now();
 const { stdout } = await run(
   process.execPath,
-  [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), 'run', input, '--job', jobId, '--workers', String(WORKERS), '--json', '--out', path.join(dir, `e2e-${ROWS}.output.jsonl`)],
-  { env: { ...process.env, T2I_INTRA_OP_THREADS: String(THREADS), T2I_MAX_BATCH: String(BATCH) }, maxBuffer: 16 * 1024 * 1024, timeout: 3_600_000 },
+  [
+    path.join(PACKAGE_ROOT, 'bin', 't2i.js'),
+    'run',
+    input,
+    '--job',
+    jobId,
+    '--workers',
+    String(WORKERS),
+    '--json',
+    '--out',
+    path.join(dir, `e2e-${ROWS}.output.jsonl`),
+  ],
+  {
+    env: { ...process.env, T2I_INTRA_OP_THREADS: String(THREADS), T2I_MAX_BATCH: String(BATCH) },
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: 3_600_000,
+  },
 );
 const wall = (performance.now() - started) / 1000;
 const result = JSON.parse(stdout) as { event: { images: number; rows: number; errors: number }; elapsedMs: number };
@@ -69,7 +93,13 @@ const summary = {
   date: new Date().toISOString(),
   machine: `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), shared VM; Kafka and s3proxy on the same machine`,
   settings: { rows: ROWS, workers: WORKERS, batch: BATCH, intraOpThreads: THREADS, model: 'tiny-flux', size: '64x64', steps: 4 },
-  job: { images: result.event.images, rows: result.event.rows, errors: result.event.errors, seconds: result.elapsedMs / 1000, wallSeconds: wall },
+  job: {
+    images: result.event.images,
+    rows: result.event.rows,
+    errors: result.event.errors,
+    seconds: result.elapsedMs / 1000,
+    wallSeconds: wall,
+  },
   engineImagesPerSecond: { before, after, mean: engine },
   endToEndImagesPerSecond: endToEnd,
   ratio: endToEnd / engine,

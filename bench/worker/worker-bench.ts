@@ -60,8 +60,19 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
   const store = new ObjectStore(config.s3);
   await store.ensureBucket();
   // All prompts are available before the worker starts: this measures sustained throughput.
-  await sendPrompts(kafka, codec, topics.prompts, 'bench', Array.from({ length: N }, (_, i) => ({ prompt: `bench prompt ${i}`, seed: i })));
-  const engine = createFluxPipeline({ modelDirectory: config.model.dir, intraOpNumThreads: THREADS, maxBatchSize: Math.max(8, BATCH), preferredBatchSize: BATCH });
+  await sendPrompts(
+    kafka,
+    codec,
+    topics.prompts,
+    'bench',
+    Array.from({ length: N }, (_, i) => ({ prompt: `bench prompt ${i}`, seed: i })),
+  );
+  const engine = createFluxPipeline({
+    modelDirectory: config.model.dir,
+    intraOpNumThreads: THREADS,
+    maxBatchSize: Math.max(8, BATCH),
+    preferredBatchSize: BATCH,
+  });
   await engine.load();
   await engine.generate([{ prompt: 'warm-up', seed: 1 }]);
   const options = { ...workerOptionsFromEnv({ T2I_MAX_BATCH: String(BATCH) }), groupId: `bench-${round}-${Date.now()}` };
@@ -98,7 +109,12 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
 }
 
 const config = loadConfig(process.env);
-const engine = createFluxPipeline({ modelDirectory: config.model.dir, intraOpNumThreads: THREADS, maxBatchSize: Math.max(8, BATCH), preferredBatchSize: BATCH });
+const engine = createFluxPipeline({
+  modelDirectory: config.model.dir,
+  intraOpNumThreads: THREADS,
+  maxBatchSize: Math.max(8, BATCH),
+  preferredBatchSize: BATCH,
+});
 await engine.load();
 await engine.generate(Array.from({ length: BATCH }, (_, i) => ({ prompt: 'warm-up', seed: i })));
 const engineRates: number[] = [];
@@ -114,7 +130,9 @@ for (let r = 0; r < ROUNDS; r++) {
   ratios.push(w.rate / e);
   p50s.push(w.p50);
   p99s.push(w.p99);
-  process.stderr.write(`round ${r + 1}: engine ${e.toFixed(1)} img/s, worker ${w.rate.toFixed(1)} img/s, ratio ${(w.rate / e).toFixed(3)}, added latency p50 ${w.p50.toFixed(1)} ms p99 ${w.p99.toFixed(1)} ms\n`);
+  process.stderr.write(
+    `round ${r + 1}: engine ${e.toFixed(1)} img/s, worker ${w.rate.toFixed(1)} img/s, ratio ${(w.rate / e).toFixed(3)}, added latency p50 ${w.p50.toFixed(1)} ms p99 ${w.p99.toFixed(1)} ms\n`,
+  );
 }
 await engine.close();
 const result = {

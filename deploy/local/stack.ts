@@ -169,24 +169,37 @@ async function checkTools(): Promise<void> {
   try {
     await run('java', ['-version']);
   } catch {
-    throw new T2iError('STACK_FAILED', 'Java is missing: the local stack needs a Java 17+ runtime on PATH (e.g. apt-get install openjdk-17-jre-headless)');
+    throw new T2iError(
+      'STACK_FAILED',
+      'Java is missing: the local stack needs a Java 17+ runtime on PATH (e.g. apt-get install openjdk-17-jre-headless)',
+    );
   }
 }
 
 async function fetchJars(o: StackOptions, say: Say): Promise<void> {
-  for (const [profile, part] of [['kafka', 'kafka'], ['s3proxy', 's3proxy']] as const) {
+  for (const [profile, part] of [
+    ['kafka', 'kafka'],
+    ['s3proxy', 's3proxy'],
+  ] as const) {
     const lib = files(o, part).lib;
     if (fs.existsSync(lib) && fs.readdirSync(lib).some((f) => f.endsWith('.jar'))) continue;
     try {
       await run('mvn', ['-v']);
     } catch {
-      throw new T2iError('STACK_FAILED', 'Maven is missing: `t2i stack up` fetches the Kafka and s3proxy jars with mvn (e.g. apt-get install maven)');
+      throw new T2iError(
+        'STACK_FAILED',
+        'Maven is missing: `t2i stack up` fetches the Kafka and s3proxy jars with mvn (e.g. apt-get install maven)',
+      );
     }
     say(`fetching ${part} jars from Maven Central (first run only)…`);
     try {
-      await run('mvn', ['-q', '-B', `-P${profile}`, `-Dt2i.cacheDir=${o.dir}`, '-f', path.join(PACKAGE_ROOT, 'deploy', 'local', 'pom.xml'), 'package'], {
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      await run(
+        'mvn',
+        ['-q', '-B', `-P${profile}`, `-Dt2i.cacheDir=${o.dir}`, '-f', path.join(PACKAGE_ROOT, 'deploy', 'local', 'pom.xml'), 'package'],
+        {
+          maxBuffer: 64 * 1024 * 1024,
+        },
+      );
     } catch (error) {
       const output = `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
       throw new T2iError('STACK_FAILED', `mvn could not fetch the ${part} jars:\n${output.slice(-3000)}`, { cause: error });
@@ -237,7 +250,17 @@ async function startKafka(o: StackOptions, say: Say): Promise<void> {
     }
   }
   say(`starting Kafka ${KAFKA_VERSION} on ${o.host}:${o.kafkaPort}`);
-  spawnDetached(o, 'kafka', ['-Xmx768m', '-Xms256m', '-XX:+UseG1GC', '-Dorg.slf4j.simpleLogger.defaultLogLevel=info', '-Dlog4j2.level=WARN', '-cp', lib, 'kafka.Kafka', props]);
+  spawnDetached(o, 'kafka', [
+    '-Xmx768m',
+    '-Xms256m',
+    '-XX:+UseG1GC',
+    '-Dorg.slf4j.simpleLogger.defaultLogLevel=info',
+    '-Dlog4j2.level=WARN',
+    '-cp',
+    lib,
+    'kafka.Kafka',
+    props,
+  ]);
 }
 
 async function startS3proxy(o: StackOptions, say: Say): Promise<void> {
@@ -264,7 +287,15 @@ async function startS3proxy(o: StackOptions, say: Say): Promise<void> {
     '<configuration><appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender"><encoder><pattern>%d %-5level %logger{36} - %msg%n</pattern></encoder></appender><root level="WARN"><appender-ref ref="STDOUT"/></root></configuration>\n',
   );
   say(`starting s3proxy ${S3PROXY_VERSION} on http://${o.host}:${o.s3Port}`);
-  spawnDetached(o, 's3proxy', ['-Xmx384m', `-Dlogback.configurationFile=${logback}`, '-cp', `${files(o, 's3proxy').lib}/*`, 'org.gaul.s3proxy.Main', '--properties', conf]);
+  spawnDetached(o, 's3proxy', [
+    '-Xmx384m',
+    `-Dlogback.configurationFile=${logback}`,
+    '-cp',
+    `${files(o, 's3proxy').lib}/*`,
+    'org.gaul.s3proxy.Main',
+    '--properties',
+    conf,
+  ]);
 }
 
 function spawnDetached(o: StackOptions, part: Part, args: string[]): void {
@@ -298,7 +329,12 @@ async function waitFor(o: StackOptions, part: Part, answers: () => Promise<boole
 
 async function kafkaAnswers(o: StackOptions): Promise<boolean> {
   if (!(await portOpen(o.host, o.kafkaPort))) return false;
-  const kafka = new Kafka({ brokers: [`${o.host}:${o.kafkaPort}`], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 });
+  const kafka = new Kafka({
+    brokers: [`${o.host}:${o.kafkaPort}`],
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 0 },
+    connectionTimeout: 1000,
+  });
   const admin = kafka.admin();
   try {
     await admin.connect();

@@ -35,7 +35,8 @@ export function registerRunCommands(program: Command): void {
       const config = configFromFlags(flags);
       const workers = Number(flags.workers);
       const timeout = flags.timeout === undefined ? undefined : Number(flags.timeout);
-      if (timeout !== undefined && !(timeout > 0)) throw new T2iError('CONFIG_INVALID', `--timeout ${JSON.stringify(flags.timeout)}: expected a number of seconds`);
+      if (timeout !== undefined && !(timeout > 0))
+        throw new T2iError('CONFIG_INVALID', `--timeout ${JSON.stringify(flags.timeout)}: expected a number of seconds`);
       const logger = createLogger('run', config.logLevel === 'info' ? 'warn' : config.logLevel);
       const say = (line: string) => process.stderr.write(`${line}\n`);
       const result = await runJob({

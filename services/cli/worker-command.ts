@@ -41,7 +41,16 @@ export function registerWorkerCommands(program: Command): void {
             ...(options.engineLatencyMs !== undefined ? { engineLatencyMs: options.engineLatencyMs } : {}),
           });
           const store = new ObjectStore(config.s3);
-          const worker = createWorker({ config, options, kafka: createKafka(config.kafka, logger, `t2i-worker-${options.workerId}`), store, engine, codec: new AvroCodec(), logger, registry });
+          const worker = createWorker({
+            config,
+            options,
+            kafka: createKafka(config.kafka, logger, `t2i-worker-${options.workerId}`),
+            store,
+            engine,
+            codec: new AvroCodec(),
+            logger,
+            registry,
+          });
           await worker.start();
           return {
             readiness: [{ name: 'worker', check: () => worker.isReady() }],

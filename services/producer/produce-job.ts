@@ -1,5 +1,5 @@
 import { Partitioners, type Admin, type Kafka, type Message } from 'kafkajs';
-import { SpanStatusCode } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type SpanContext } from '@opentelemetry/api';
 import { AvroCodec, SCHEMA_HEADER } from '../common/avro.ts';
 import { topicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
@@ -96,10 +96,7 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
     try {
       await withTimeout(admin.connect(), tuning.connectTimeoutMs);
       adminConnected = true;
-      await withTimeout(
-        ensureTopics(admin, config.kafka.topicPrefix, topicLayout(config.kafka)),
-        tuning.connectTimeoutMs,
-      );
+      await withTimeout(ensureTopics(admin, config.kafka.topicPrefix, topicLayout(config.kafka)), tuning.connectTimeoutMs);
       partitions = await partitionCounts(admin, [topics.prompts, topics.errors]);
       await withTimeout(producer.connect(), tuning.connectTimeoutMs);
     } catch (error) {
@@ -222,6 +219,7 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
 class RowMessages {
   private readonly seeds: string;
   private readonly requestHeaders: Record<string, string>;
+  private readonly jobSpanContext: SpanContext | undefined;
   private readonly errorHeaders: Record<string, string>;
 
   constructor(
@@ -233,7 +231,10 @@ class RowMessages {
     private readonly maxMessageBytes: number,
   ) {
     this.seeds = seedNamespace(job.jobId, job.defaults.seed);
-    // The same headers for every message of the job: the schema and the job's trace context (one trace per job).
+    // One trace per prompt (producer → worker → sink), each linked to the job's span. Without a recording
+    // tracer (no exporter configured) spans carry nothing, so every message shares one header object.
+    const jobSpan = trace.getSpan(context.active());
+    this.jobSpanContext = jobSpan?.isRecording() ? jobSpan.spanContext() : undefined;
     this.requestHeaders = injectTraceHeaders({ [SCHEMA_HEADER]: codec.fingerprint('PromptRequest') }, context.active());
     this.errorHeaders = injectTraceHeaders({ [SCHEMA_HEADER]: codec.fingerprint('DeadLetter') }, context.active());
   }
@@ -261,7 +262,12 @@ class RowMessages {
         rowJson,
         createdAt,
       };
-      const message: Message = { key, value: this.codec.encode('PromptRequest', request).value, partition, headers: this.requestHeaders };
+      const message: Message = {
+        key,
+        value: this.codec.encode('PromptRequest', request).value,
+        partition,
+        headers: this.promptHeaders(request),
+      };
       const size = messageBytes(message);
       if (size > this.maxMessageBytes) {
         this.addBadRow(row, {
@@ -277,6 +283,23 @@ class RowMessages {
     }
     this.batcher.add(this.promptsTopic, messages, sizes);
     return true;
+  }
+
+  /** Headers of one prompt's request: its own trace (a root span linked to the job's span) when tracing records. */
+  private promptHeaders(request: PromptRequest): Record<string, string> {
+    if (!this.jobSpanContext) return this.requestHeaders;
+    const span = tracer().startSpan('produce.prompt', {
+      root: true,
+      kind: SpanKind.PRODUCER,
+      links: [{ context: this.jobSpanContext }],
+      attributes: { 't2i.job': request.jobId, 't2i.row': request.row, 't2i.prompt_index': request.promptIndex },
+    });
+    const headers = injectTraceHeaders(
+      { [SCHEMA_HEADER]: this.requestHeaders[SCHEMA_HEADER] as string },
+      trace.setSpan(ROOT_CONTEXT, span),
+    );
+    span.end();
+    return headers;
   }
 
   /** Queues the error record of a bad row; returns false (the row is not a valid one). */

@@ -18,7 +18,11 @@ export interface RecoveryOptions {
  * a failed batch is split in halves and each half retried; a prompt that fails alone is retried up to
  * maxAttempts, then reported as failed (the worker dead-letters it). Results stay in request order.
  */
-export async function generateWithRecovery(engine: ImageEngine, requests: readonly GenerateRequest[], options: RecoveryOptions): Promise<ItemOutcome[]> {
+export async function generateWithRecovery(
+  engine: ImageEngine,
+  requests: readonly GenerateRequest[],
+  options: RecoveryOptions,
+): Promise<ItemOutcome[]> {
   const run = async (part: readonly GenerateRequest[], attempt: number): Promise<ItemOutcome[]> => {
     try {
       const images = await engine.generate(part);

@@ -34,7 +34,8 @@ export interface WorkerOptions {
 export function workerOptionsFromEnv(env: Env): WorkerOptions {
   const read = new EnvReader(env);
   const maxBatch = read.raw('T2I_MAX_BATCH') === undefined ? undefined : read.int('T2I_MAX_BATCH', 4, { min: 1, max: 256 });
-  const latency = read.raw('T2I_ENGINE_LATENCY_MS') === undefined ? undefined : read.int('T2I_ENGINE_LATENCY_MS', 0, { min: 0, max: 3_600_000 });
+  const latency =
+    read.raw('T2I_ENGINE_LATENCY_MS') === undefined ? undefined : read.int('T2I_ENGINE_LATENCY_MS', 0, { min: 0, max: 3_600_000 });
   const options: WorkerOptions = {
     groupId: read.string('T2I_WORKER_GROUP', 't2i-workers'),
     workerId: read.string('T2I_WORKER_ID', `${os.hostname()}-${process.pid}`),

@@ -8,15 +8,34 @@ export function createWorkerMetrics(registry: Registry) {
   return {
     images: new Counter({ name: 't2i_worker_images_total', help: 'images generated, uploaded and published', registers }),
     deadLetters: new Counter({ name: 't2i_worker_dead_letters_total', help: 'prompts given up and sent to the errors topic', registers }),
-    engineFailures: new Counter({ name: 't2i_worker_engine_failures_total', help: 'failed engine passes (before splitting/retrying)', registers }),
+    engineFailures: new Counter({
+      name: 't2i_worker_engine_failures_total',
+      help: 'failed engine passes (before splitting/retrying)',
+      registers,
+    }),
     outOfMemory: new Counter({ name: 't2i_worker_out_of_memory_total', help: 'engine passes that ran out of memory', registers }),
-    transientRetries: new Counter({ name: 't2i_worker_transient_retries_total', help: 'S3/Kafka operations retried after a transient failure', labelNames: ['target'], registers }),
-    batchSize: new Histogram({ name: 't2i_worker_batch_size', help: 'prompts per engine pass', buckets: [1, 2, 4, 8, 16, 32, 64], registers }),
+    transientRetries: new Counter({
+      name: 't2i_worker_transient_retries_total',
+      help: 'S3/Kafka operations retried after a transient failure',
+      labelNames: ['target'],
+      registers,
+    }),
+    batchSize: new Histogram({
+      name: 't2i_worker_batch_size',
+      help: 'prompts per engine pass',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers,
+    }),
     maxBatch: new Gauge({ name: 't2i_worker_max_batch', help: 'current batch size limit (shrinks after out-of-memory)', registers }),
     inferenceSeconds: new Histogram({ name: 't2i_worker_inference_seconds', help: 'engine time per batch', buckets: SECONDS, registers }),
     encodeSeconds: new Histogram({ name: 't2i_worker_encode_seconds', help: 'PNG encoding time per image', buckets: SECONDS, registers }),
     uploadSeconds: new Histogram({ name: 't2i_worker_upload_seconds', help: 'S3 upload time per image', buckets: SECONDS, registers }),
-    publishSeconds: new Histogram({ name: 't2i_worker_publish_seconds', help: 'time to publish a batch of results (acks all)', buckets: SECONDS, registers }),
+    publishSeconds: new Histogram({
+      name: 't2i_worker_publish_seconds',
+      help: 'time to publish a batch of results (acks all)',
+      buckets: SECONDS,
+      registers,
+    }),
     addedLatency: new Summary({
       name: 't2i_worker_added_latency_seconds',
       help: 'per prompt: from fetched to result published, minus the engine time of its batch',
@@ -26,7 +45,12 @@ export function createWorkerMetrics(registry: Registry) {
       registers,
     }),
     inFlight: new Gauge({ name: 't2i_worker_in_flight', help: 'prompts taken from Kafka and not yet committed-ready', registers }),
-    lag: new Gauge({ name: 't2i_worker_partition_lag', help: 'messages behind the high watermark at the last fetch', labelNames: ['partition'], registers }),
+    lag: new Gauge({
+      name: 't2i_worker_partition_lag',
+      help: 'messages behind the high watermark at the last fetch',
+      labelNames: ['partition'],
+      registers,
+    }),
   };
 }
 

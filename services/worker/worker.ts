@@ -50,7 +50,10 @@ export interface Worker {
   readonly metrics: WorkerMetrics;
 }
 
-const isRebalance = (error: unknown) => /REBALANCE_IN_PROGRESS|NOT_COORDINATOR|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|rebalancing/i.test(`${(error as { type?: string }).type ?? ''} ${(error as Error).message}`);
+const isRebalance = (error: unknown) =>
+  /REBALANCE_IN_PROGRESS|NOT_COORDINATOR|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|rebalancing/i.test(
+    `${(error as { type?: string }).type ?? ''} ${(error as Error).message}`,
+  );
 
 /**
  * The GPU consumer. Prompts flow: Kafka fetch → admission (bounded in-flight) → micro-batcher (same
@@ -79,7 +82,10 @@ export function createWorker(deps: WorkerDependencies): Worker {
 
   const onTransient = (target: string) => (error: unknown, attempt: number, delayMs: number) => {
     metrics.transientRetries.inc({ target });
-    logger.warn({ target, attempt, delayMs, err: describeError(error) }, `${target} unavailable, retrying in ${delayMs} ms (nothing is dropped)`);
+    logger.warn(
+      { target, attempt, delayMs, err: describeError(error) },
+      `${target} unavailable, retrying in ${delayMs} ms (nothing is dropped)`,
+    );
   };
 
   function toWorkItem(message: KafkaMessage, parent: Context): Promise<void> {
@@ -95,11 +101,21 @@ export function createWorker(deps: WorkerDependencies): Worker {
     };
     const span = tracer().startSpan(
       'worker.prompt',
-      { kind: SpanKind.CONSUMER, attributes: { 't2i.job': request.jobId, 't2i.row': request.row, 't2i.prompt_index': request.promptIndex } },
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: { 't2i.job': request.jobId, 't2i.row': request.row, 't2i.prompt_index': request.promptIndex },
+      },
       parent,
     );
     return new Promise<void>((resolve) => {
-      batcher.add({ request, generate, shapeKey: `${generate.width}x${generate.height}x${generate.steps}`, span, fetchedAt: performance.now(), resolve });
+      batcher.add({
+        request,
+        generate,
+        shapeKey: `${generate.width}x${generate.height}x${generate.steps}`,
+        span,
+        fetchedAt: performance.now(),
+        resolve,
+      });
     });
   }
 
@@ -169,7 +185,10 @@ export function createWorker(deps: WorkerDependencies): Worker {
         try {
           done = toWorkItem(message, extractTraceContext(message.headers));
         } catch (error) {
-          logger.error({ err: describeError(error), offset: message.offset, partition: batch.partition }, 'cannot decode a prompt message: dead-lettering it');
+          logger.error(
+            { err: describeError(error), offset: message.offset, partition: batch.partition },
+            'cannot decode a prompt message: dead-lettering it',
+          );
           done = deadLetterUndecodable(message, error).finally(() => {
             inFlight--;
             metrics.inFlight.set(inFlight);
@@ -226,7 +245,10 @@ export function createWorker(deps: WorkerDependencies): Worker {
                     metrics.outOfMemory.inc();
                     const next = Math.max(1, Math.min(maxBatch, Math.floor(size / 2)));
                     if (next < maxBatch) {
-                      logger.warn({ from: maxBatch, to: next }, `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`);
+                      logger.warn(
+                        { from: maxBatch, to: next },
+                        `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`,
+                      );
                       maxBatch = next;
                       batcher.setMaxBatch(next);
                       metrics.maxBatch.set(next);
@@ -295,7 +317,15 @@ export function createWorker(deps: WorkerDependencies): Worker {
             try {
               return await encodePng(
                 image,
-                { prompt: r.prompt, seed: image.seed, steps: image.steps, guidance: image.guidance, width: image.width, height: image.height, model: image.model },
+                {
+                  prompt: r.prompt,
+                  seed: image.seed,
+                  steps: image.steps,
+                  guidance: image.guidance,
+                  width: image.width,
+                  height: image.height,
+                  model: image.model,
+                },
                 { compressionLevel: options.pngCompression },
               );
             } finally {
@@ -338,14 +368,31 @@ export function createWorker(deps: WorkerDependencies): Worker {
       }),
     );
     const publishStart = performance.now();
-    await retry(() => producer.send(topics.results, 'ImageResult', results.map((x) => x.message)), { onRetry: onTransient('kafka') });
-    await retry(() => producer.send(topics.errors, 'DeadLetter', letters.map((x) => x.message)), { onRetry: onTransient('kafka') });
+    await retry(
+      () =>
+        producer.send(
+          topics.results,
+          'ImageResult',
+          results.map((x) => x.message),
+        ),
+      { onRetry: onTransient('kafka') },
+    );
+    await retry(
+      () =>
+        producer.send(
+          topics.errors,
+          'DeadLetter',
+          letters.map((x) => x.message),
+        ),
+      { onRetry: onTransient('kafka') },
+    );
     metrics.publishSeconds.observe((performance.now() - publishStart) / 1000);
     metrics.images.inc(results.length);
     metrics.deadLetters.inc(letters.length);
     const now = performance.now();
     for (const { item } of results) metrics.addedLatency.observe(Math.max(0, now - item.fetchedAt - engineMs) / 1000);
-    for (const { item } of letters) logger.warn({ jobId: item.request.jobId, row: item.request.row, promptIndex: item.request.promptIndex }, 'prompt dead-lettered');
+    for (const { item } of letters)
+      logger.warn({ jobId: item.request.jobId, row: item.request.row, promptIndex: item.request.promptIndex }, 'prompt dead-lettered');
     for (const { item } of [...results, ...letters]) itemDone(item);
   }
 
@@ -394,7 +441,15 @@ export function createWorker(deps: WorkerDependencies): Worker {
     });
     lifecycle.transition('RUNNING');
     logger.info(
-      { model: engine.info.model, provider: engine.info.provider, maxBatch, maxWaitMs: options.maxWaitMs, pipelineDepth: options.pipelineDepth, topic: topics.prompts, group: options.groupId },
+      {
+        model: engine.info.model,
+        provider: engine.info.provider,
+        maxBatch,
+        maxWaitMs: options.maxWaitMs,
+        pipelineDepth: options.pipelineDepth,
+        topic: topics.prompts,
+        group: options.groupId,
+      },
       'worker running',
     );
   }

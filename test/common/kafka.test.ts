@@ -18,7 +18,20 @@ test('produce and consume Avro messages with schema and trace headers on the rea
   const codec = new AvroCodec();
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
-  const event: JobEvent = { jobId: 'j1', type: 'produced', at: Date.now(), rows: 10, prompts: 12, badRows: 1, images: 0, errors: 0, source: 'f.jsonl', paramsJson: null, outputUri: null, message: null };
+  const event: JobEvent = {
+    jobId: 'j1',
+    type: 'produced',
+    at: Date.now(),
+    rows: 10,
+    prompts: 12,
+    badRows: 1,
+    images: 0,
+    errors: 0,
+    source: 'f.jsonl',
+    paramsJson: null,
+    outputUri: null,
+    message: null,
+  };
   const span = tracer.startSpan('produce');
   const ctx = trace.setSpan(extractTraceContext({}), span);
   const { value, headers } = codec.encode('JobEvent', event);

@@ -5,10 +5,19 @@ import { backoffDelay, retry } from '../../services/common/retry.ts';
 
 test('backoff grows exponentially, is capped, and jitter stays within the band', () => {
   const noJitter = { initialMs: 100, maxMs: 1000, factor: 2, jitter: 0 };
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, noJitter)), [100, 200, 400, 800, 1000, 1000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, noJitter)),
+    [100, 200, 400, 800, 1000, 1000],
+  );
   const half = { initialMs: 100, maxMs: 1000, jitter: 0.5 };
-  assert.equal(backoffDelay(3, half, () => 0), 200);
-  assert.equal(backoffDelay(3, half, () => 1), 400);
+  assert.equal(
+    backoffDelay(3, half, () => 0),
+    200,
+  );
+  assert.equal(
+    backoffDelay(3, half, () => 1),
+    400,
+  );
 });
 
 test('retry retries retriable errors and stops on others', async () => {

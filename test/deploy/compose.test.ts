@@ -32,7 +32,8 @@ test('compose has Kafka, MinIO and every t2i service', () => {
 test('t2i services only set variables the code reads, and they validate', () => {
   for (const [name, service] of t2iServices) {
     const env = service.environment ?? {};
-    for (const key of Object.keys(env)) assert.ok((CONFIG_VARIABLES as readonly string[]).includes(key), `${name}: ${key} is not read by loadConfig`);
+    for (const key of Object.keys(env))
+      assert.ok((CONFIG_VARIABLES as readonly string[]).includes(key), `${name}: ${key} is not read by loadConfig`);
     const config = loadConfig(env);
     assert.deepEqual(config.kafka.brokers, ['kafka:9092'], name);
     assert.equal(config.s3.endpoint, 'http://minio:9000', name);

@@ -27,7 +27,14 @@ const run = promisify(execFile);
 /** An input with valid rows, a multi-prompt row, per-row overrides and bad rows of several kinds. */
 const INPUT = [
   JSON.stringify({ id: 'a', conversations: [{ role: 'user', content: 'a red fox in snow' }] }),
-  JSON.stringify({ id: 'b', conversations: [{ role: 'user', content: 'a lake' }, { role: 'assistant', content: 'ok' }, { role: 'user', content: 'the lake at night' }] }),
+  JSON.stringify({
+    id: 'b',
+    conversations: [
+      { role: 'user', content: 'a lake' },
+      { role: 'assistant', content: 'ok' },
+      { role: 'user', content: 'the lake at night' },
+    ],
+  }),
   '{"id": "broken json", ',
   '',
   JSON.stringify({ id: 'c', prompt: 'a teapot', width: 32, height: 48, seed: 5 }),
@@ -55,7 +62,10 @@ function writeInput(): string {
 async function checkJobOutput(t: Awaited<ReturnType<typeof createTestEnv>>, jobId: string, outputText?: string): Promise<void> {
   const output = outputText ?? (await t.store.get(`jobs/${jobId}/output.jsonl`))?.toString('utf8');
   assert.ok(output, 'output.jsonl exists');
-  const rows = output.trimEnd().split('\n').map((l) => JSON.parse(l) as { id: string; images: string[]; image_meta: { width: number; height: number; seed: number }[] });
+  const rows = output
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { id: string; images: string[]; image_meta: { width: number; height: number; seed: number }[] });
   assert.deepEqual(
     rows.map((r) => r.id),
     VALID.map((v) => v.id),
@@ -72,7 +82,10 @@ async function checkJobOutput(t: Awaited<ReturnType<typeof createTestEnv>>, jobI
   const c = rows.find((r) => r.id === 'c');
   assert.deepEqual([c?.image_meta[0]?.width, c?.image_meta[0]?.height, c?.image_meta[0]?.seed], [32, 48, 5]);
   const errors = (await t.store.get(`jobs/${jobId}/errors.jsonl`))?.toString('utf8') ?? '';
-  const records = errors.trimEnd().split('\n').map((l) => JSON.parse(l) as { line: number; stage: string; error: string });
+  const records = errors
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { line: number; stage: string; error: string });
   assert.deepEqual(
     records.map((r) => r.line),
     BAD_LINES,
@@ -83,7 +96,13 @@ async function checkJobOutput(t: Awaited<ReturnType<typeof createTestEnv>>, jobI
     counts: { rows: number; prompts: number; images: number; errors: number; badRows: number };
   };
   assert.deepEqual(
-    { rows: manifest.counts.rows, prompts: manifest.counts.prompts, images: manifest.counts.images, errors: manifest.counts.errors, badRows: manifest.counts.badRows },
+    {
+      rows: manifest.counts.rows,
+      prompts: manifest.counts.prompts,
+      images: manifest.counts.images,
+      errors: manifest.counts.errors,
+      badRows: manifest.counts.badRows,
+    },
     { rows: 5, prompts: 8, images: 8, errors: 3, badRows: 3 },
   );
 }
@@ -126,7 +145,10 @@ test('producer → workers → sink: output.jsonl, errors.jsonl, manifest.json; 
   assert.equal(traceIds.size, 8, 'each prompt has its own trace');
   for (const traceId of traceIds) {
     const inTrace = finished.filter((s) => s.spanContext().traceId === traceId).map((s) => s.name);
-    assert.ok(inTrace.some((n) => n.startsWith('produce')), `trace ${traceId} has a producer span: ${inTrace.join(', ')}`);
+    assert.ok(
+      inTrace.some((n) => n.startsWith('produce')),
+      `trace ${traceId} has a producer span: ${inTrace.join(', ')}`,
+    );
     assert.ok(inTrace.includes('worker.prompt') && inTrace.includes('worker.upload'), `trace ${traceId} has worker spans`);
     assert.ok(inTrace.includes('sink.result'), `trace ${traceId} has the sink span: ${inTrace.join(', ')}`);
   }
@@ -136,10 +158,14 @@ test('producer → workers → sink: output.jsonl, errors.jsonl, manifest.json; 
 test('`t2i run FILE` on the real stack: exit 0, output.jsonl copied next to the input, URIs printed', async () => {
   const t = await createTestEnv({ promptPartitions: 2 });
   const input = writeInput();
-  const { stdout } = await run(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), 'run', input, '--job', 'run-cli', '--workers', '2', '--timeout', '240'], {
-    env: { ...process.env, ...t.env, T2I_WORKER_GROUP: randomName('workers-'), T2I_SINK_GROUP: randomName('sink-') },
-    timeout: 300_000,
-  });
+  const { stdout } = await run(
+    process.execPath,
+    [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), 'run', input, '--job', 'run-cli', '--workers', '2', '--timeout', '240'],
+    {
+      env: { ...process.env, ...t.env, T2I_WORKER_GROUP: randomName('workers-'), T2I_SINK_GROUP: randomName('sink-') },
+      timeout: 300_000,
+    },
+  );
   const outputFile = input.replace(/\.jsonl$/, '.output.jsonl');
   assert.match(stdout, /job run-cli: 5 rows, 8 images, 3 errors/);
   assert.match(stdout, new RegExp(`s3://${t.config.s3.bucket}/jobs/run-cli/output.jsonl`));

@@ -41,7 +41,10 @@ export async function collectUntil<N extends MessageName>(
   const timeoutMs = options.timeoutMs ?? 60_000;
   let timer: NodeJS.Timeout | undefined;
   try {
-    const ok = await Promise.race([finishedPromise.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
+    const ok = await Promise.race([
+      finishedPromise.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
     if (!ok) throw new Error(`timed out after ${timeoutMs} ms waiting on ${topic}; saw ${all.length} messages`);
     if (options.settleMs) await new Promise((r) => setTimeout(r, options.settleMs));
     return all;
@@ -62,22 +65,20 @@ export async function sendPrompts(
 ): Promise<PromptRequest[]> {
   const producer = new MessageProducer(kafka, codec);
   await producer.connect();
-  const requests = prompts.map(
-    (p, i): PromptRequest => ({
-      jobId,
-      row: i + 1,
-      promptIndex: 0,
-      promptCount: 1,
-      seed: 1000 + i,
-      width: null,
-      height: null,
-      steps: null,
-      guidance: null,
-      rowJson: JSON.stringify({ prompt: p.prompt }),
-      createdAt: Date.now(),
-      ...p,
-    }),
-  );
+  const requests = prompts.map((p, i): PromptRequest => ({
+    jobId,
+    row: i + 1,
+    promptIndex: 0,
+    promptCount: 1,
+    seed: 1000 + i,
+    width: null,
+    height: null,
+    steps: null,
+    guidance: null,
+    rowJson: JSON.stringify({ prompt: p.prompt }),
+    createdAt: Date.now(),
+    ...p,
+  }));
   // Freshly created topics can take a moment to have a leader on every client's metadata.
   const messages = requests.map((value) => {
     const message = producer.encode('PromptRequest', { key: `${jobId}/${value.row}`, value });

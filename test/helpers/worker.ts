@@ -15,10 +15,23 @@ export async function startTestWorker(
   options: { engine?: ImageEngine; workerId?: string; env?: Record<string, string>; groupId?: string } = {},
 ): Promise<{ worker: Worker; engine: ImageEngine; options: WorkerOptions; stop: () => Promise<void> }> {
   const engine = options.engine ?? createFluxPipeline({ modelDirectory: config.model.dir });
-  const workerOptions = { ...workerOptionsFromEnv({ T2I_MAX_WAIT_MS: '20', ...options.env }), workerId: options.workerId ?? randomName('w-'), ...(options.groupId ? { groupId: options.groupId } : {}) };
+  const workerOptions = {
+    ...workerOptionsFromEnv({ T2I_MAX_WAIT_MS: '20', ...options.env }),
+    workerId: options.workerId ?? randomName('w-'),
+    ...(options.groupId ? { groupId: options.groupId } : {}),
+  };
   const logger = silentLogger();
   const store = new ObjectStore(config.s3);
-  const worker = createWorker({ config, options: workerOptions, kafka: createKafka(config.kafka, logger), store, engine, codec: new AvroCodec(), logger, registry: new Registry() });
+  const worker = createWorker({
+    config,
+    options: workerOptions,
+    kafka: createKafka(config.kafka, logger),
+    store,
+    engine,
+    codec: new AvroCodec(),
+    logger,
+    registry: new Registry(),
+  });
   await worker.start();
   return {
     worker,

@@ -25,16 +25,26 @@ test('decideBatch: full groups first, then due groups, else wait for the oldest'
 
 test('MicroBatcher groups by shape, caps at maxBatch and releases partial batches after maxWaitMs', async () => {
   let now = 0;
-  const batcher = new MicroBatcher<{ id: number; shape: string }>(policy, (x) => x.shape, () => now);
+  const batcher = new MicroBatcher<{ id: number; shape: string }>(
+    policy,
+    (x) => x.shape,
+    () => now,
+  );
   for (let i = 0; i < 6; i++) batcher.add({ id: i, shape: i % 2 === 0 ? '64x64' : '32x32' });
   batcher.add({ id: 6, shape: '64x64' });
   // 64x64 has 4 items (0,2,4,6): a full batch at once
-  assert.deepEqual((await batcher.next())?.map((x) => x.id), [0, 2, 4, 6]);
+  assert.deepEqual(
+    (await batcher.next())?.map((x) => x.id),
+    [0, 2, 4, 6],
+  );
   // 32x32 has 3: waits until its oldest is 50 ms old
   const pending = batcher.next();
   now = 60;
   batcher.setMaxBatch(4); // wakes the waiter so it re-reads the clock
-  assert.deepEqual((await pending)?.map((x) => x.id), [1, 3, 5]);
+  assert.deepEqual(
+    (await pending)?.map((x) => x.id),
+    [1, 3, 5],
+  );
   assert.equal(batcher.size, 0);
   batcher.close();
   assert.equal(await batcher.next(), undefined);

@@ -40,7 +40,9 @@ test('N prompts in: N images at their keys with PNG metadata, N results, trace c
   const traceHeaders = injectTraceHeaders({}, trace.setSpan(trace.deleteSpan(context.active()), producerSpan));
   producerSpan.end();
   const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-basic', prompts, traceHeaders);
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 90_000 });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
+    timeoutMs: 90_000,
+  });
   assert.equal(distinct(results), sent.length);
   for (const request of sent) {
     const result = results.find((m) => m.value.row === request.row && m.value.promptIndex === request.promptIndex)?.value;
@@ -66,7 +68,8 @@ test('N prompts in: N images at their keys with PNG metadata, N results, trace c
   // Trace: each result continues the producer's trace; the worker made prompt, batch, inference, encode and upload spans.
   for (const m of results) assert.equal(m.headers.traceparent?.split('-')[1], traceId, 'the result continues the producer trace');
   const names = spans.getFinishedSpans().map((s) => s.name);
-  for (const name of ['worker.prompt', 'worker.batch', 'worker.inference', 'worker.encode', 'worker.upload']) assert.ok(names.includes(name), `span ${name} recorded`);
+  for (const name of ['worker.prompt', 'worker.batch', 'worker.inference', 'worker.encode', 'worker.upload'])
+    assert.ok(names.includes(name), `span ${name} recorded`);
   const promptSpans = spans.getFinishedSpans().filter((s) => s.name === 'worker.prompt');
   assert.ok(promptSpans.length >= sent.length && promptSpans.every((s) => s.spanContext().traceId === traceId));
 });
@@ -76,7 +79,11 @@ test('two workers share the work; a prompt never gets two different results', as
   const groupId = randomName('workers-');
   const engine = createFluxPipeline({ modelDirectory: t.config.model.dir });
   const a = await startTestWorker(t.config, { groupId, workerId: 'worker-a', engine });
-  const b = await startTestWorker(t.config, { groupId, workerId: 'worker-b', engine: createFluxPipeline({ modelDirectory: t.config.model.dir }) });
+  const b = await startTestWorker(t.config, {
+    groupId,
+    workerId: 'worker-b',
+    engine: createFluxPipeline({ modelDirectory: t.config.model.dir }),
+  });
   after(async () => {
     await a.stop();
     await b.stop();
@@ -88,7 +95,10 @@ test('two workers share the work; a prompt never gets two different results', as
     'job-two',
     Array.from({ length: 24 }, (_, i) => ({ prompt: `prompt number ${i}` })),
   );
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 120_000, settleMs: 1000 });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
+    timeoutMs: 120_000,
+    settleMs: 1000,
+  });
   assert.equal(distinct(results), sent.length);
   const workers = new Set(results.map((m) => m.value.worker));
   assert.deepEqual([...workers].sort(), ['worker-a', 'worker-b'], 'both workers took part');
@@ -118,11 +128,23 @@ function poisoned(engine: ImageEngine, poison: string): ImageEngine {
 test('a poison prompt ends in the errors topic while its batch-mates succeed', async () => {
   const t = await createTestEnv({ promptPartitions: 1 });
   const engine = poisoned(createFluxPipeline({ modelDirectory: t.config.model.dir }), 'POISON');
-  const { stop } = await startTestWorker(t.config, { groupId: randomName('workers-'), engine, env: { T2I_MAX_BATCH: '4', T2I_MAX_WAIT_MS: '500', T2I_MAX_ATTEMPTS: '2' } });
+  const { stop } = await startTestWorker(t.config, {
+    groupId: randomName('workers-'),
+    engine,
+    env: { T2I_MAX_BATCH: '4', T2I_MAX_WAIT_MS: '500', T2I_MAX_ATTEMPTS: '2' },
+  });
   after(stop);
-  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-poison', [{ prompt: 'fine one' }, { prompt: 'POISON pill' }, { prompt: 'fine two' }, { prompt: 'fine three' }]);
+  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-poison', [
+    { prompt: 'fine one' },
+    { prompt: 'POISON pill' },
+    { prompt: 'fine two' },
+    { prompt: 'fine three' },
+  ]);
   const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', (all) => all.length >= 1, { timeoutMs: 90_000 });
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= 3, { timeoutMs: 90_000, settleMs: 500 });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= 3, {
+    timeoutMs: 90_000,
+    settleMs: 500,
+  });
   assert.equal(letters.length, 1);
   const letter = letters[0]?.value;
   assert.equal(letter?.row, 2);
@@ -135,7 +157,10 @@ test('a poison prompt ends in the errors topic while its batch-mates succeed', a
 });
 
 /** A TCP relay in front of the real S3 server that the test can cut and restore (an S3 outage). */
-async function startRelay(target: { host: string; port: number }): Promise<{ port: number; cut: () => void; restore: () => Promise<void>; close: () => void }> {
+async function startRelay(target: {
+  host: string;
+  port: number;
+}): Promise<{ port: number; cut: () => void; restore: () => Promise<void>; close: () => void }> {
   const sockets = new Set<net.Socket>();
   let server: net.Server | undefined;
   let port = 0;
@@ -175,19 +200,33 @@ test('S3 down for a while: the worker waits, retries and recovers with nothing l
   relay.cut();
   const { stop, worker } = await startTestWorker(config, { groupId: randomName('workers-') });
   after(stop);
-  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-outage', Array.from({ length: 6 }, (_, i) => ({ prompt: `outage prompt ${i}` })));
+  const sent = await sendPrompts(
+    t.kafka,
+    codec,
+    t.topics.prompts,
+    'job-outage',
+    Array.from({ length: 6 }, (_, i) => ({ prompt: `outage prompt ${i}` })),
+  );
   // Wait until the worker has hit the outage (retries counted), then bring S3 back.
   for (let i = 0; i < 200; i++) {
     const retries = (await worker.metrics.transientRetries.get()).values.reduce((sum, v) => sum + v.value, 0);
     if (retries >= 2) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.ok((await worker.metrics.transientRetries.get()).values.some((v) => v.value > 0), 'the worker saw the outage');
+  assert.ok(
+    (await worker.metrics.transientRetries.get()).values.some((v) => v.value > 0),
+    'the worker saw the outage',
+  );
   await relay.restore();
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 120_000, settleMs: 500 });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
+    timeoutMs: 120_000,
+    settleMs: 500,
+  });
   assert.equal(distinct(results), sent.length);
   for (const r of sent) assert.ok(await t.store.head(imageKey('job-outage', r.row, 0)), `image of row ${r.row} uploaded`);
-  const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', () => false, { timeoutMs: 1500 }).catch((e: Error) => e);
+  const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', () => false, { timeoutMs: 1500 }).catch(
+    (e: Error) => e,
+  );
   assert.ok(letters instanceof Error && /saw 0 messages/.test(letters.message), 'nothing dead-lettered for a transient outage');
 });
 
@@ -201,7 +240,13 @@ function startWorkerProcess(env: Record<string, string>): ChildProcess {
 test('a worker SIGKILLed mid-job and restarted: every prompt ends with a result, duplicates identical', async () => {
   const t = await createTestEnv({ promptPartitions: 2 });
   const env = { ...t.env, T2I_WORKER_GROUP: randomName('workers-'), T2I_MAX_BATCH: '2', T2I_MAX_WAIT_MS: '20' };
-  const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-kill', Array.from({ length: 30 }, (_, i) => ({ prompt: `kill test ${i}`, width: 128, height: 128 })));
+  const sent = await sendPrompts(
+    t.kafka,
+    codec,
+    t.topics.prompts,
+    'job-kill',
+    Array.from({ length: 30 }, (_, i) => ({ prompt: `kill test ${i}`, width: 128, height: 128 })),
+  );
   const first = startWorkerProcess(env);
   let stderr = '';
   first.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -215,7 +260,10 @@ test('a worker SIGKILLed mid-job and restarted: every prompt ends with a result,
   after(() => {
     second.kill('SIGKILL');
   });
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, { timeoutMs: 180_000, settleMs: 1000 });
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
+    timeoutMs: 180_000,
+    settleMs: 1000,
+  });
   assert.equal(distinct(results), sent.length, 'nothing missing');
   const byKey = new Map<string, ImageResult>();
   for (const { value } of results) {
@@ -226,7 +274,10 @@ test('a worker SIGKILLed mid-job and restarted: every prompt ends with a result,
     }
     byKey.set(keyOf(value), value);
   }
-  assert.ok(results.some((m) => m.value.worker === 'after-restart'), 'the restarted worker finished the job');
+  assert.ok(
+    results.some((m) => m.value.worker === 'after-restart'),
+    'the restarted worker finished the job',
+  );
   // Graceful stop: SIGTERM drains and exits 0.
   second.kill('SIGTERM');
   const code = await new Promise<number | null>((resolve) => second.once('exit', (c) => resolve(c)));
