@@ -29,7 +29,9 @@ export function registerSinkCommands(program: Command): void {
     .option('--http-port <port>', 'health/metrics port (T2I_HTTP_PORT; 0 picks a free one)')
     .addOption(new Option('--group <id>', 'consumer group of the results/errors consumer').env('T2I_SINK_GROUP').default('t2i-sink'))
     .addOption(
-      new Option('--flush-interval-ms <ms>', 'spill buffered results to the bucket (and commit) at least this often').env('T2I_SINK_FLUSH_INTERVAL_MS').argParser(positiveInt),
+      new Option('--flush-interval-ms <ms>', 'spill buffered results to the bucket (and commit) at least this often')
+        .env('T2I_SINK_FLUSH_INTERVAL_MS')
+        .argParser(positiveInt),
     )
     .option('--max-buffered-messages <n>', 'spill when this many results/errors are buffered', positiveInt)
     .option('--session-timeout-ms <ms>', 'Kafka session timeout of the sink consumers', positiveInt)
