@@ -1,4 +1,4 @@
-import { CompressionTypes, Partitioners, type Message, type PartitionMetadata, type Producer } from 'kafkajs';
+import { CompressionTypes, Partitioners, type ICustomPartitioner, type Message, type Producer } from 'kafkajs';
 import type { ProduceCompression } from './options.ts';
 
 export interface RequestBatcherOptions {
@@ -24,6 +24,49 @@ export function messageBytes(message: Message): number {
 }
 
 /**
+ * kafkajs's partitioner for messages that carry their partition (all of the batcher's): it returns that
+ * partition at once. kafkajs's DefaultPartitioner, which takes over for a message without one, filters the
+ * partition metadata into a new array on every call, before looking at the message.
+ */
+export const PresetPartitioner: ICustomPartitioner = () => {
+  const fallback = Partitioners.DefaultPartitioner();
+  return (args) => args.message.partition ?? fallback(args);
+};
+
+const keyScratch = Buffer.allocUnsafe(4096);
+
+/**
+ * Kafka's murmur2 of a key's UTF-8 bytes, as a signed 32-bit integer: the hash of the Java client's
+ * default partitioner, and of kafkajs's DefaultPartitioner (kafkajs/src/producer/partitioners/default/murmur2.js
+ * computes the same with BigInt-backed Longs, ~1 µs a key; this uses Math.imul).
+ */
+export function murmur2(key: string): number {
+  const data = Buffer.byteLength(key) <= keyScratch.length ? keyScratch : Buffer.allocUnsafe(Buffer.byteLength(key));
+  const length = data.write(key, 0, 'utf8');
+  const m = 0x5bd1e995;
+  let h = 0x9747b28c ^ length;
+  const length4 = length & ~3;
+  for (let i = 0; i < length4; i += 4) {
+    let k = data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const tail = length & 3;
+  if (tail > 0) {
+    if (tail === 3) h ^= data[length4 + 2]! << 16;
+    if (tail >= 2) h ^= data[length4 + 1]! << 8;
+    h ^= data[length4]!;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
+/**
  * Groups messages into produce requests and keeps a bounded number of requests in flight.
  *
  * Each message gets its partition here, with the same murmur2 hash as kafkajs and the Java client, so
@@ -36,8 +79,7 @@ export function messageBytes(message: Message): number {
  * reading and encoding overlap the broker's round trip.
  */
 export class RequestBatcher {
-  private readonly partitioner = Partitioners.DefaultPartitioner();
-  private readonly metadata = new Map<string, PartitionMetadata[]>();
+  private readonly partitionCounts = new Map<string, number>();
   private pending = new Map<string, Message[]>();
   private pendingMessages = 0;
   private pendingBytes = 0;
@@ -51,21 +93,15 @@ export class RequestBatcher {
     private readonly producer: Pick<Producer, 'sendBatch'>,
     private readonly options: RequestBatcherOptions,
   ) {
-    for (const [topic, count] of Object.entries(options.partitions)) {
-      // The partitioner needs partition metadata only to count partitions; leader 0 marks them available.
-      this.metadata.set(
-        topic,
-        Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] })),
-      );
-    }
+    for (const [topic, count] of Object.entries(options.partitions)) this.partitionCounts.set(topic, count);
     this.compression = options.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
   }
 
   /** The partition a key goes to. */
   partitionOf(topic: string, key: string): number {
-    const partitionMetadata = this.metadata.get(topic);
-    if (!partitionMetadata) throw new Error(`RequestBatcher: no partition count for topic ${topic}`);
-    return this.partitioner({ topic, partitionMetadata, message: { key, value: null } });
+    const count = this.partitionCounts.get(topic);
+    if (count === undefined) throw new Error(`RequestBatcher: no partition count for topic ${topic}`);
+    return (murmur2(key) & 0x7fffffff) % count;
   }
 
   /**
