@@ -21,6 +21,7 @@ import { silentLogger } from '../../services/common/logger.ts';
 import { ObjectStore } from '../../services/common/object-store.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import { createFluxPipeline, type FluxPipeline } from '../../services/worker/engine/index.ts';
+import { EngineThread } from '../../services/worker/engine-thread.ts';
 import { workerOptionsFromEnv } from '../../services/worker/options.ts';
 import { createWorker } from '../../services/worker/worker.ts';
 import { collectUntil, sendPrompts } from '../../test/helpers/kafka-collect.ts';
@@ -67,7 +68,8 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
     'bench',
     Array.from({ length: N }, (_, i) => ({ prompt: `bench prompt ${i}`, seed: i })),
   );
-  const engine = createFluxPipeline({
+  // The worker runs its engine the way `t2i worker` does: in its own thread (services/worker/engine-thread.ts).
+  const engine = new EngineThread({
     modelDirectory: config.model.dir,
     intraOpNumThreads: THREADS,
     maxBatchSize: Math.max(8, BATCH),

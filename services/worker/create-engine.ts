@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ModelConfig } from '../common/config.ts';
-import { createFluxPipeline, type ImageEngine } from './engine/index.ts';
+import type { ImageEngine } from './engine/index.ts';
+import { EngineThread } from './engine-thread.ts';
 import { FixedLatencyEngine } from './fixed-latency-engine.ts';
 
 /** The engine a worker runs: FLUX on onnxruntime-node, or (benchmarks only, when asked) the fixed-latency stand-in. */
@@ -16,7 +17,8 @@ export function createEngine(
     );
     return new FixedLatencyEngine(options.engineLatencyMs, undefined, Math.max(8, options.maxBatch ?? 8));
   }
-  return createFluxPipeline({
+  // In its own thread: onnxruntime-node blocks the thread that runs a model (see engine-thread.ts).
+  return new EngineThread({
     modelDirectory: model.dir,
     provider: model.executionProvider,
     allowCpuFallback: model.allowCpuFallback,
