@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ObjectStore } from '../common/object-store.ts';
 import { imageKey, thumbKey } from './layout.ts';
 import type { ImageMeta } from './types.ts';
+import { readPngTextChunks as readCommonPngTextChunks } from '../common/png-text.ts';
 
 /** Keyword of the worker's iTXt chunk: the generation metadata as JSON. */
 export const PNG_METADATA_KEYWORD = 't2i-stream';
@@ -52,29 +53,9 @@ export function metadataFromTexts(texts: Record<string, string>): PngMetadata {
   return meta;
 }
 
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
 /** tEXt and uncompressed iTXt chunks, keyword → text, from the (possibly truncated) head of a PNG. */
 export function readPngTextChunks(png: Buffer): Record<string, string> {
-  const texts: Record<string, string> = {};
-  if (png.length < 8 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) return texts;
-  let offset = 8;
-  while (offset + 8 <= png.length) {
-    const length = png.readUInt32BE(offset);
-    const type = png.toString('latin1', offset + 4, offset + 8);
-    if (type === 'IDAT' || type === 'IEND' || offset + 8 + length > png.length) break;
-    const data = png.subarray(offset + 8, offset + 8 + length);
-    const nul = data.indexOf(0);
-    if (type === 'tEXt' && nul > 0) {
-      texts[data.toString('latin1', 0, nul)] = data.toString('latin1', nul + 1);
-    } else if (type === 'iTXt' && nul > 0 && data[nul + 1] === 0) {
-      const languageEnd = data.indexOf(0, nul + 3);
-      const translatedEnd = languageEnd >= 0 ? data.indexOf(0, languageEnd + 1) : -1;
-      if (translatedEnd >= 0) texts[data.toString('latin1', 0, nul)] = data.toString('utf8', translatedEnd + 1);
-    }
-    offset += 12 + length;
-  }
-  return texts;
+  return readCommonPngTextChunks(png, { headOnly: true });
 }
 
 export interface ThumbnailOptions {

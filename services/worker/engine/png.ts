@@ -5,6 +5,7 @@
  * insert right after IHDR with its CRC. The same image and metadata always give the same bytes.
  */
 import sharp from 'sharp';
+import { isPng, readPngTextChunks } from '../../common/png-text.ts';
 import { EngineError } from './errors.ts';
 
 /** Keyword of the iTXt chunk holding the JSON-encoded ImageMetadata. */
@@ -92,33 +93,8 @@ export async function encodePng(image: RgbImage, metadata: ImageMetadata, option
 
 /** All tEXt and uncompressed iTXt chunks of a PNG, keyword -> text (zTXt and compressed iTXt are skipped). */
 export function readPngText(png: Uint8Array): Record<string, string> {
-  const buffer = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
-  if (buffer.length < 8 || !buffer.subarray(0, 8).equals(PNG_SIGNATURE)) {
-    throw new EngineError('BAD_REQUEST', 'not a PNG file');
-  }
-  const texts: Record<string, string> = {};
-  let offset = 8;
-  while (offset + 12 <= buffer.length) {
-    const length = buffer.readUInt32BE(offset);
-    const type = buffer.toString('latin1', offset + 4, offset + 8);
-    const data = buffer.subarray(offset + 8, offset + 8 + length);
-    if (type === 'tEXt') {
-      const nul = data.indexOf(0);
-      if (nul > 0) texts[data.toString('latin1', 0, nul)] = data.toString('latin1', nul + 1);
-    } else if (type === 'iTXt') {
-      const nul = data.indexOf(0);
-      const compressed = data[nul + 1] === 1;
-      const languageEnd = data.indexOf(0, nul + 3);
-      const translatedEnd = data.indexOf(0, languageEnd + 1);
-      if (nul > 0 && !compressed && languageEnd >= 0 && translatedEnd >= 0) {
-        texts[data.toString('latin1', 0, nul)] = data.toString('utf8', translatedEnd + 1);
-      }
-    } else if (type === 'IEND') {
-      break;
-    }
-    offset += 12 + length;
-  }
-  return texts;
+  if (!isPng(png)) throw new EngineError('BAD_REQUEST', 'not a PNG file');
+  return readPngTextChunks(png);
 }
 
 /** The generation metadata written by encodePng, or undefined if the PNG has none. */
