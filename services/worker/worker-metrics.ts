@@ -44,6 +44,12 @@ export function createWorkerMetrics(registry: Registry) {
       ageBuckets: 5,
       registers,
     }),
+    engineStarvedSeconds: new Counter({ name: 't2i_worker_engine_starved_seconds_total', help: 'time the engine waited for prompts to batch', registers }),
+    engineBlockedSeconds: new Counter({
+      name: 't2i_worker_engine_blocked_seconds_total',
+      help: 'time the engine waited for encode/upload/publish slots (downstream backpressure)',
+      registers,
+    }),
     inFlight: new Gauge({ name: 't2i_worker_in_flight', help: 'prompts taken from Kafka and not yet committed-ready', registers }),
     lag: new Gauge({
       name: 't2i_worker_partition_lag',

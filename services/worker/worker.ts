@@ -218,10 +218,14 @@ export function createWorker(deps: WorkerDependencies): Worker {
 
   async function runInference(): Promise<void> {
     for (;;) {
+      const waitStart = performance.now();
       const items = await batcher.next();
       if (!items) return;
       if (items.length === 0) continue;
+      const batchedAt = performance.now();
+      metrics.engineStarvedSeconds.inc((batchedAt - waitStart) / 1000);
       await postSlots.acquire();
+      metrics.engineBlockedSeconds.inc((performance.now() - batchedAt) / 1000);
       const batchSpan = tracer().startSpan('worker.batch', {
         attributes: { 't2i.batch_size': items.length },
         links: items.map((item) => ({ context: item.span.spanContext() })),
