@@ -15,6 +15,7 @@ import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import { registerTelemetryBasics } from '../../services/common/telemetry.ts';
 import { produceJob } from '../../services/producer/produce-job.ts';
 import { createSink } from '../../services/sink/sink.ts';
+import { readPngMetadata } from '../../services/worker/engine/index.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
 import { startTestWorker } from '../helpers/worker.ts';
 
@@ -153,6 +154,34 @@ test('producer → workers → sink: output.jsonl, errors.jsonl, manifest.json; 
     assert.ok(inTrace.includes('sink.result'), `trace ${traceId} has the sink span: ${inTrace.join(', ')}`);
   }
   void context;
+
+  // The query service over a job the real pipeline produced.
+  const t2i = (...args: string[]) =>
+    run(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), ...args], { env: { ...process.env, ...t.env } });
+  const jobs = (await t2i('query', 'jobs', '--json')).stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { jobId: string; status: string });
+  assert.deepEqual(
+    jobs.map((j) => [j.jobId, j.status]),
+    [['e2e-job', 'complete']],
+  );
+  const rows = (await t2i('query', 'rows', 'e2e-job', '--json')).stdout.trim().split('\n');
+  assert.equal(rows.length, 5);
+  const teapot = (await t2i('query', 'rows', 'e2e-job', '--grep', 'TEAPOT', '--json')).stdout.trim().split('\n');
+  assert.deepEqual(
+    teapot.map((l) => (JSON.parse(l) as { id: string }).id),
+    ['c'],
+  );
+  const errorsOut = (await t2i('query', 'rows', 'e2e-job', '--errors', '--json')).stdout.trim().split('\n');
+  assert.equal(errorsOut.length, 3);
+  const png = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 't2i-q-')), 'bird.png');
+  await t2i('query', 'image', 'e2e-job', '7', '2', '-o', png);
+  const meta = readPngMetadata(fs.readFileSync(png));
+  assert.equal(meta?.prompt, 'three birds');
+  assert.equal(meta?.steps, 2);
+  const url = (await t2i('query', 'image', 'e2e-job', '1', '--url')).stdout;
+  assert.match(url, /^https?:\/\/127\.0\.0\.1:9000\/.*X-Amz-Signature=/m);
 });
 
 test('`t2i run FILE` on the real stack: exit 0, output.jsonl copied next to the input, URIs printed', async () => {
