@@ -59,6 +59,7 @@ export function registerWorkerCommands(program: Command): void {
               await engine.close();
               store.close();
             },
+            done: worker.done,
           };
         },
         { graceMs: options.graceMs },

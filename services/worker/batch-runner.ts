@@ -28,6 +28,8 @@ export async function generateWithRecovery(
       const images = await engine.generate(part);
       return images.map((image) => ({ ok: true, image }));
     } catch (error) {
+      // An engine that is gone (closed, its thread dead) fails every prompt alike: not the prompts' fault.
+      if (isEngineError(error) && error.code === 'NOT_LOADED') throw error;
       options.onFailure?.(part.length, error);
       if (isEngineError(error) && error.code === 'OUT_OF_MEMORY') options.onOutOfMemory?.(part.length);
       if (part.length > 1) {

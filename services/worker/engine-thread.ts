@@ -27,6 +27,8 @@ export class EngineThread implements ImageEngine {
   private loadedInfo: EngineInfo | undefined;
   private loading: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  /** Set once the thread has died: every later call fails at once instead of waiting forever. */
+  private dead: EngineError | undefined;
 
   constructor(options: Omit<FluxPipelineOptions, 'logger' | 'onStageTiming' | 'distortions'> & { logger?: FluxPipelineOptions['logger'] }) {
     const { logger, ...rest } = options;
@@ -78,6 +80,7 @@ export class EngineThread implements ImageEngine {
     message: { kind: 'load' } | { kind: 'generate'; requests: GenerateRequest[] } | { kind: 'close' },
   ): Promise<Extract<Reply, { ok: true }>> {
     const id = this.nextId++;
+    if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       this.pending.set(id, {
         resolve: (reply) => {
@@ -90,6 +93,7 @@ export class EngineThread implements ImageEngine {
   }
 
   private failAll(error: EngineError): void {
+    this.dead ??= error;
     for (const [id, entry] of this.pending) {
       this.pending.delete(id);
       entry.resolve({ id, ok: false, error: { message: error.message, code: error.code, retriable: error.retriable } });

@@ -81,6 +81,15 @@ export class MicroBatcher<T> {
     this.wake();
   }
 
+  /** Removes and returns every queued item (used when the worker stops on a fatal error). */
+  takeAll(): T[] {
+    const all = [...this.groups.values()].flatMap((g) => g.items);
+    this.groups.clear();
+    this.queued = 0;
+    this.wake();
+    return all;
+  }
+
   /** No more items will be added: next() resolves undefined once the queue is empty. */
   close(): void {
     this.closed = true;

@@ -44,7 +44,11 @@ export function createWorkerMetrics(registry: Registry) {
       ageBuckets: 5,
       registers,
     }),
-    engineStarvedSeconds: new Counter({ name: 't2i_worker_engine_starved_seconds_total', help: 'time the engine waited for prompts to batch', registers }),
+    engineStarvedSeconds: new Counter({
+      name: 't2i_worker_engine_starved_seconds_total',
+      help: 'time the engine waited for prompts to batch',
+      registers,
+    }),
     engineBlockedSeconds: new Counter({
       name: 't2i_worker_engine_blocked_seconds_total',
       help: 'time the engine waited for encode/upload/publish slots (downstream backpressure)',

@@ -37,7 +37,8 @@ interface WorkItem {
   shapeKey: string;
   span: Span;
   fetchedAt: number;
-  resolve: () => void;
+  /** true: the outcome is durable (offset may be committed); false: abandoned (the worker stopped on a fatal error). */
+  resolve: (durable: boolean) => void;
 }
 
 export interface Worker {
@@ -48,6 +49,8 @@ export interface Worker {
   /** Engine loaded and consumer group joined. */
   isReady(): boolean;
   readonly metrics: WorkerMetrics;
+  /** Rejects when the worker stopped on a fatal engine error (the process should exit non-zero). */
+  readonly done: Promise<void>;
 }
 
 const isRebalance = (error: unknown) =>
@@ -79,6 +82,10 @@ export function createWorker(deps: WorkerDependencies): Worker {
   let inFlight = 0;
   let idle: (() => void) | undefined;
   let inferenceLoop: Promise<void> | undefined;
+  let fatal: unknown;
+  let rejectDone: (error: unknown) => void = () => {};
+  const done = new Promise<void>((_, reject) => (rejectDone = reject));
+  done.catch(() => {});
 
   const onTransient = (target: string) => (error: unknown, attempt: number, delayMs: number) => {
     metrics.transientRetries.inc({ target });
@@ -88,7 +95,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     );
   };
 
-  function toWorkItem(message: KafkaMessage, parent: Context): Promise<void> {
+  function toWorkItem(message: KafkaMessage, parent: Context): Promise<boolean> {
     const request = codec.decode('PromptRequest', message.value, headersToStrings(message.headers));
     const d = defaults();
     const generate: GenerateRequest = {
@@ -107,7 +114,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
       },
       parent,
     );
-    return new Promise<void>((resolve) => {
+    return new Promise<boolean>((resolve) => {
       batcher.add({
         request,
         generate,
@@ -121,7 +128,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
 
   function itemDone(item: WorkItem): void {
     item.span.end();
-    item.resolve();
+    item.resolve(true);
     inFlight--;
     metrics.inFlight.set(inFlight);
     admission.release();
@@ -174,14 +181,15 @@ export function createWorker(deps: WorkerDependencies): Worker {
         logger.warn({ err: describeError(error), partition: batch.partition }, 'offset commit failed (prompts may be redone)');
       }
     };
-    const stopTaking = () => draining || rebalancing || !isRunning() || isStale();
+    let abandoned = false;
+    const stopTaking = () => draining || fatal !== undefined || rebalancing || !isRunning() || isStale();
     try {
       for (const message of batch.messages) {
         if (stopTaking()) break;
         if (!(await admission.acquire(stopTaking))) break;
         inFlight++;
         metrics.inFlight.set(inFlight);
-        let done: Promise<void>;
+        let done: Promise<boolean>;
         try {
           done = toWorkItem(message, extractTraceContext(message.headers));
         } catch (error) {
@@ -189,18 +197,23 @@ export function createWorker(deps: WorkerDependencies): Worker {
             { err: describeError(error), offset: message.offset, partition: batch.partition },
             'cannot decode a prompt message: dead-lettering it',
           );
-          done = deadLetterUndecodable(message, error).finally(() => {
-            inFlight--;
-            metrics.inFlight.set(inFlight);
-            admission.release();
-            if (inFlight === 0) idle?.();
-          });
+          done = deadLetterUndecodable(message, error)
+            .then(() => true)
+            .finally(() => {
+              inFlight--;
+              metrics.inFlight.set(inFlight);
+              admission.release();
+              if (inFlight === 0) idle?.();
+            });
         }
         // Offsets are resolved strictly in order, each only after its image is uploaded and its result
         // acknowledged by the broker: a commit never covers a prompt whose outcome could still be lost.
         chain = chain
           .then(() => done)
-          .then(async () => {
+          .then(async (durable) => {
+            // After an abandoned prompt nothing later in this partition may be committed either.
+            if (!durable) abandoned = true;
+            if (abandoned) return;
             resolveOffset(message.offset);
             toCommit = (BigInt(message.offset) + 1n).toString();
             if (Date.now() - lastCommit > 1000) {
@@ -266,8 +279,12 @@ export function createWorker(deps: WorkerDependencies): Worker {
           }),
         );
       } catch (error) {
-        // generateWithRecovery reports per-item failures; anything thrown here is a bug: fail the items.
-        outcomes = items.map(() => ({ ok: false, error: describeError(error), attempts: 1 }));
+        // The engine itself is gone (its thread died, it was closed): stop this worker without
+        // dead-lettering or committing anything; the prompts go to another worker or a restarted one.
+        batchSpan.end();
+        postSlots.release();
+        abandon(error, items);
+        return;
       }
       const engineMs = performance.now() - started;
       metrics.batchSize.observe(items.length);
@@ -458,11 +475,31 @@ export function createWorker(deps: WorkerDependencies): Worker {
     );
   }
 
+  /** Stops on a fatal engine error: every queued prompt is abandoned (not committed), and `done` rejects. */
+  function abandon(error: unknown, items: WorkItem[]): void {
+    fatal ??= error;
+    logger.fatal(
+      { err: describeError(error) },
+      'the engine failed for good: stopping this worker; its prompts stay uncommitted for another worker',
+    );
+    batcher.close();
+    for (const item of [...items, ...batcher.takeAll()]) {
+      item.span.end();
+      item.resolve(false);
+      inFlight--;
+      admission.release();
+    }
+    metrics.inFlight.set(inFlight);
+    admission.wakeAll();
+    if (inFlight <= 0) idle?.();
+    rejectDone(error);
+  }
+
   async function drain(): Promise<void> {
     draining = true;
     admission.wakeAll();
     batcher.drain();
-    if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+    if (inFlight > 0 && fatal === undefined) await new Promise<void>((resolve) => (idle = resolve));
     // eachBatch calls return once their last offsets are committed; disconnect waits for them, then leaves the group.
     await consumer?.disconnect();
     batcher.close();
@@ -474,7 +511,8 @@ export function createWorker(deps: WorkerDependencies): Worker {
     start,
     close: () => lifecycle.close(drain),
     getState: () => lifecycle.getState(),
-    isReady: () => lifecycle.getState() === 'RUNNING' && joined,
+    isReady: () => lifecycle.getState() === 'RUNNING' && joined && fatal === undefined,
     metrics,
+    done,
   };
 }

@@ -10,7 +10,13 @@ import { AvroCodec } from '../../services/common/avro.ts';
 import { loadConfig } from '../../services/common/config.ts';
 import { imageKey, type ImageResult } from '../../services/common/messages.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
-import { createFluxPipeline, readPngMetadata, type GenerateRequest, type ImageEngine } from '../../services/worker/engine/index.ts';
+import {
+  createFluxPipeline,
+  EngineError,
+  readPngMetadata,
+  type GenerateRequest,
+  type ImageEngine,
+} from '../../services/worker/engine/index.ts';
 import { injectTraceHeaders, registerTelemetryBasics } from '../../services/common/telemetry.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
 import { collectUntil, sendPrompts, type Collected } from '../helpers/kafka-collect.ts';
@@ -282,4 +288,45 @@ test('a worker SIGKILLed mid-job and restarted: every prompt ends with a result,
   second.kill('SIGTERM');
   const code = await new Promise<number | null>((resolve) => second.once('exit', (c) => resolve(c)));
   assert.equal(code, 0);
+});
+
+test('an engine that is gone stops the worker without dead-lettering or committing: a healthy worker then does every prompt', async () => {
+  const t = await createTestEnv({ promptPartitions: 2 });
+  const groupId = randomName('workers-');
+  const real = createFluxPipeline({ modelDirectory: t.config.model.dir });
+  let calls = 0;
+  const dying: ImageEngine = {
+    get info() {
+      return real.info;
+    },
+    load: () => real.load(),
+    close: () => real.close(),
+    generate: async (requests: readonly GenerateRequest[]) => {
+      calls++;
+      throw new EngineError('NOT_LOADED', `engine thread exited (${requests.length} prompts lost with it)`);
+    },
+  };
+  const broken = await startTestWorker(t.config, { groupId, engine: dying, workerId: 'broken' });
+  const sent = await sendPrompts(
+    t.kafka,
+    codec,
+    t.topics.prompts,
+    'job-fatal',
+    Array.from({ length: 8 }, (_, i) => ({ prompt: `fatal test ${i}` })),
+  );
+  await assert.rejects(broken.worker.done, /engine thread exited/);
+  assert.ok(calls >= 1);
+  assert.equal(broken.worker.isReady(), false);
+  await broken.stop();
+  const healthy = await startTestWorker(t.config, { groupId, workerId: 'healthy' });
+  after(healthy.stop);
+  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
+    timeoutMs: 120_000,
+  });
+  assert.equal(distinct(results), sent.length);
+  assert.ok(results.every((m) => m.value.worker === 'healthy'));
+  const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', () => false, { timeoutMs: 1500 }).catch(
+    (e: Error) => e,
+  );
+  assert.ok(letters instanceof Error && /saw 0 messages/.test(letters.message), 'nothing dead-lettered');
 });
