@@ -159,7 +159,7 @@ const WORKER_VARIABLES = [
   ...fs.readFileSync(path.join(PACKAGE_ROOT, 'services', 'worker', 'options.ts'), 'utf8').matchAll(/read\.\w+\('(T2I_[A-Z0-9_]+)'/g),
 ].map((m) => m[1] as string);
 /** Read by loadConfig but not listed in CONFIG_VARIABLES (the query token). */
-const OTHER_CONFIG_VARIABLES = ['T2I_QUERY_TOKEN'];
+const OTHER_CONFIG_VARIABLES = ['T2I_QUERY_TOKEN', 'NODE_OPTIONS'];
 const SECRET_VARIABLES = ['AWS_SECRET_ACCESS_KEY', 'AWS_ACCESS_KEY_ID', 'KAFKA_SASL_PASSWORD', 'KAFKA_SASL_USERNAME', 'T2I_QUERY_TOKEN'];
 
 test('helm lint passes with every ci/ values file', { skip }, () => {
