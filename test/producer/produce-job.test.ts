@@ -83,17 +83,8 @@ const input = Buffer.concat(
   lines.map((l, i) => Buffer.concat([typeof l === 'string' ? Buffer.from(l) : l, Buffer.from(i < lines.length - 1 ? '\n' : '')])),
 );
 
-interface ExpectedRequest {
-  row: number;
-  promptIndex: number;
-  promptCount: number;
-  prompt: string;
-  seed: number;
-  width: number | null;
-  height: number | null;
-  steps: number | null;
-  guidance: number | null;
-}
+/** What the test checks of a request: everything but the job id, the row text and the send time. */
+type ExpectedRequest = Omit<PromptRequest, 'jobId' | 'rowJson' | 'createdAt'>;
 
 function expectedRequests(jobId: string): ExpectedRequest[] {
   const derived = (row: number, k: number) => deriveSeed(`job:${jobId}`, row, k);
