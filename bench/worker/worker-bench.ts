@@ -102,7 +102,9 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
   const latency = await worker.metrics.addedLatency.get();
   const starved = (await worker.metrics.engineStarvedSeconds.get()).values[0]?.value ?? 0;
   const blocked = (await worker.metrics.engineBlockedSeconds.get()).values[0]?.value ?? 0;
-  process.stderr.write(`  engine starved ${starved.toFixed(2)} s, blocked by downstream ${blocked.toFixed(2)} s (run ${seconds.toFixed(1)} s)\n`);
+  process.stderr.write(
+    `  engine starved ${starved.toFixed(2)} s, blocked by downstream ${blocked.toFixed(2)} s (run ${seconds.toFixed(1)} s)\n`,
+  );
   const q = (p: number) => latency.values.find((v) => v.labels.quantile === p)?.value ?? NaN;
   await worker.close();
   await engine.close();
