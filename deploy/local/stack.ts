@@ -91,12 +91,10 @@ export async function stackUp(o: StackOptions, say: Say = () => {}): Promise<Par
   }
   await checkTools();
   await fetchJars(o, say);
-  for (const status of before) {
-    if (status.running && status.answering) continue;
-    if (status.running && !status.answering) {
-      // Started by us but not answering yet (still starting, or stuck): wait for it below.
-      continue;
-    }
+  // Started by us but not answering yet (still starting, or stuck): waited for below. Every other part
+  // needs its ports free; all are checked before anything starts, so a conflict starts nothing.
+  const toStart = before.filter((status) => !status.running);
+  for (const status of toStart) {
     const ports = status.part === 'kafka' ? [o.kafkaPort, o.controllerPort] : [o.s3Port];
     for (const port of ports) {
       if (await portOpen(o.host, port)) {
@@ -106,6 +104,8 @@ export async function stackUp(o: StackOptions, say: Say = () => {}): Promise<Par
         );
       }
     }
+  }
+  for (const status of toStart) {
     if (status.part === 'kafka') await startKafka(o, say);
     else await startS3proxy(o, say);
   }

@@ -24,7 +24,8 @@ test('t2i stack up | up again | status | down, on its own ports and folder', { t
       fs.symlinkSync(source, path.join(dir, lib, 'lib'));
     }
   }
-  const base = 21000 + Math.floor(Math.random() * 20000);
+  // Below the kernel's ephemeral range (32768+), so no client socket of a concurrent test holds one.
+  const base = 21000 + Math.floor(Math.random() * 11000);
   const ports = { kafka: base, controller: base + 1, s3: base + 2 };
   const env = {
     ...process.env,
@@ -43,12 +44,23 @@ test('t2i stack up | up again | status | down, on its own ports and folder', { t
   // A port taken by someone else is a clear error, and nothing is started.
   const squatter = net.createServer((socket) => socket.destroy()).listen(ports.s3, '127.0.0.1');
   await new Promise((resolve) => squatter.once('listening', resolve));
-  await assert.rejects(t2i('up'), (error: Error & { stderr?: string }) => {
-    assert.match(error.stderr ?? '', new RegExp(`port 127\\.0\\.0\\.1:${ports.s3} is taken by another process`));
-    return true;
-  });
-  await new Promise((resolve) => squatter.close(resolve));
-  await t2i('down');
+  try {
+    const refused = await t2i('up').then(
+      () => undefined,
+      (error: Error & { stderr?: string }) => error,
+    );
+    assert.ok(refused, '`stack up` must fail when a port is taken');
+    assert.match(
+      `${refused.stderr ?? ''} ${refused.message}`,
+      new RegExp(`port 127\\.0\\.0\\.1:${ports.s3} is taken by another process`),
+      String(refused),
+    );
+    assert.doesNotMatch(refused.stderr ?? '', /starting Kafka/, 'nothing starts when a port is taken');
+    assert.equal(await portOpen('127.0.0.1', ports.kafka), false);
+  } finally {
+    // Always, or the open server would keep this test file from ending.
+    await new Promise((resolve) => squatter.close(resolve));
+  }
 
   const first = await t2i('up');
   assert.match(first.stderr, /local stack up/);
