@@ -316,7 +316,7 @@ async function waitFor(o: StackOptions, part: Part, answers: () => Promise<boole
     if (await answers()) return;
     const pid = readPid(f.pid);
     if (pid === undefined || !alive(pid)) {
-      throw new T2iError('STACK_FAILED', `${part} exited while starting; last lines of ${f.log}:\n${tail(f.log, 30)}`);
+      throw new T2iError('STACK_FAILED', `${part} exited while starting; last lines of ${f.log}:\n${logTail(f.log, 30)}`);
     }
     if (!announced && Date.now() + o.startTimeoutMs - deadline > 5000) {
       say(`waiting for ${part}…`);
@@ -324,7 +324,7 @@ async function waitFor(o: StackOptions, part: Part, answers: () => Promise<boole
     }
     await sleep(300);
   }
-  throw new T2iError('STACK_FAILED', `${part} did not answer within ${o.startTimeoutMs} ms; see ${f.log}:\n${tail(f.log, 30)}`);
+  throw new T2iError('STACK_FAILED', `${part} did not answer within ${o.startTimeoutMs} ms; see ${f.log}:\n${logTail(f.log, 30)}`);
 }
 
 async function kafkaAnswers(o: StackOptions): Promise<boolean> {
@@ -412,9 +412,10 @@ function alive(pid: number): boolean {
   }
 }
 
-function tail(file: string, lines: number): string {
+/** The last lines of a log file, for error messages. */
+export function logTail(file: string, lines: number): string {
   try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
   }

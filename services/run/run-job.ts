@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Consumer, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { ulid } from 'ulid';
-import { servicesAnswer, stackDown, stackUp, type StackOptions } from '../../deploy/local/stack.ts';
+import { logTail, servicesAnswer, stackDown, stackUp, type StackOptions } from '../../deploy/local/stack.ts';
 import { AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
@@ -184,7 +184,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
             reject(
               new T2iError(
                 'JOB_FAILED',
-                `${child.name} exited (code ${code}) before the job completed; last lines of ${child.log}:\n${tail(child.log, 20)}`,
+                `${child.name} exited (code ${code}) before the job completed; last lines of ${child.log}:\n${logTail(child.log, 20)}`,
               ),
             );
         });
@@ -352,12 +352,4 @@ async function watchJob(
   });
   for (const [topic, partitions] of ends) for (const p of partitions) consumer.seek({ topic, partition: p.partition, offset: p.offset });
   return watch;
-}
-
-function tail(file: string, lines: number): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
 }

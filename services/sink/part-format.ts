@@ -15,30 +15,13 @@ export const ENTRY_ERROR = 1;
 export type EntryKind = typeof ENTRY_IMAGE | typeof ENTRY_ERROR;
 
 /** What the output needs from an ImageResult (the rest stays on the topic). */
-export interface ImagePayload {
-  uri: string;
-  seed: number;
-  width: number;
-  height: number;
-  steps: number;
-  guidance: number;
-  model: string;
-  rowJson: string;
-  promptCount: number;
-  inferenceMs: number;
-  createdAt: number;
-}
+export type ImagePayload = Pick<
+  ImageResult,
+  'uri' | 'seed' | 'width' | 'height' | 'steps' | 'guidance' | 'model' | 'rowJson' | 'promptCount' | 'inferenceMs' | 'createdAt'
+>;
 
 /** What errors.jsonl needs from a DeadLetter. */
-export interface ErrorPayload {
-  stage: string;
-  error: string;
-  raw: string | null;
-  prompt: string | null;
-  rowJson: string | null;
-  promptCount: number | null;
-  attempts: number;
-}
+export type ErrorPayload = Pick<DeadLetter, 'error' | 'raw' | 'prompt' | 'rowJson' | 'promptCount' | 'attempts'> & { stage: string };
 
 /** One line of a part, its sort key split out. */
 export interface PartEntry {

@@ -126,13 +126,19 @@ export function createWorker(deps: WorkerDependencies): Worker {
     });
   }
 
-  function itemDone(item: WorkItem): void {
-    item.span.end();
-    item.resolve(true);
+  /** One prompt leaves the in-flight window: its admission slot frees, and a drain waiting for zero wakes. */
+  function releaseSlot(): void {
     inFlight--;
     metrics.inFlight.set(inFlight);
     admission.release();
-    if (inFlight === 0) idle?.();
+    if (inFlight <= 0) idle?.();
+  }
+
+  /** A prompt's outcome is settled: durable (its offset may be committed) or abandoned. */
+  function settle(item: WorkItem, durable: boolean): void {
+    item.span.end();
+    item.resolve(durable);
+    releaseSlot();
   }
 
   /** A message we cannot decode is dead-lettered by its key, so its row is not silently lost. */
@@ -199,12 +205,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
           );
           done = deadLetterUndecodable(message, error)
             .then(() => true)
-            .finally(() => {
-              inFlight--;
-              metrics.inFlight.set(inFlight);
-              admission.release();
-              if (inFlight === 0) idle?.();
-            });
+            .finally(releaseSlot);
         }
         // Offsets are resolved strictly in order, each only after its image is uploaded and its result
         // acknowledged by the broker: a commit never covers a prompt whose outcome could still be lost.
@@ -414,7 +415,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     for (const { item } of results) metrics.addedLatency.observe(Math.max(0, now - item.fetchedAt - engineMs) / 1000);
     for (const { item } of letters)
       logger.warn({ jobId: item.request.jobId, row: item.request.row, promptIndex: item.request.promptIndex }, 'prompt dead-lettered');
-    for (const { item } of [...results, ...letters]) itemDone(item);
+    for (const { item } of [...results, ...letters]) settle(item, true);
   }
 
   async function start(): Promise<void> {
@@ -483,15 +484,8 @@ export function createWorker(deps: WorkerDependencies): Worker {
       'the engine failed for good: stopping this worker; its prompts stay uncommitted for another worker',
     );
     batcher.close();
-    for (const item of [...items, ...batcher.takeAll()]) {
-      item.span.end();
-      item.resolve(false);
-      inFlight--;
-      admission.release();
-    }
-    metrics.inFlight.set(inFlight);
+    for (const item of [...items, ...batcher.takeAll()]) settle(item, false);
     admission.wakeAll();
-    if (inFlight <= 0) idle?.();
     rejectDone(error);
   }
 

@@ -4,16 +4,13 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FluxPipeline } from './flux-pipeline.ts';
 import { encodePng } from './png.ts';
+import { DEFAULT_MODEL_DIR } from '../../common/paths.ts';
 import type { EngineLogger, ExecutionProviderName, GraphOptimizationLevel } from './types.ts';
 
-/** Repository root (this file is services/worker/engine/generate-command.ts). */
-const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
 /** The tiny FLUX model committed with the repo, used when no model is given. */
-export const DEFAULT_MODEL_DIRECTORY = resolve(PACKAGE_ROOT, 'models', 'tiny-flux');
+export const DEFAULT_MODEL_DIRECTORY = DEFAULT_MODEL_DIR;
 
 export interface GenerateCommandOptions {
   prompt: string;
