@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../common/config.ts';
 import { T2iError } from '../common/errors.ts';
-import { runGenerate } from '../worker/engine/index.ts';
 
 interface GenerateFlags {
   output: string;
@@ -43,6 +42,8 @@ export function registerGenerateCommands(program: Command): void {
       const width = numberFlag('width', flags.width, true);
       const height = numberFlag('height', flags.height, true);
       const guidance = numberFlag('guidance', flags.guidance, false);
+      // Loaded here, not at start-up: onnxruntime, tokenizers and sharp are for this command alone.
+      const { runGenerate } = await import('../worker/engine/index.ts');
       const result = await runGenerate({
         prompt,
         output: flags.output,

@@ -5,12 +5,10 @@ import type { Command } from 'commander';
 import { T2iError } from '../common/errors.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
-import { parseExpires } from '../query/app.ts';
 import { errorLines, jobHeader, jobLine, rowLines } from '../query/format.ts';
 import { getJob, listJobs } from '../query/jobs.ts';
 import { imageKey, parseImageIndex, parseRowNumber, validateJobId } from '../query/layout.ts';
 import { streamErrors, streamRows } from '../query/rows.ts';
-import { runQueryServer } from '../query/server.ts';
 
 interface JobsFlags extends ConnectionFlags {
   limit?: string;
@@ -84,6 +82,8 @@ export function registerQueryCommands(program: Command): void {
     const port = Number(flags.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new T2iError('CONFIG_INVALID', `--port ${flags.port}: expected 0-65535`);
     const config = configFromFlags(flags);
+    // Loaded here: the server's thumbnails bring sharp, which the other query commands do not need.
+    const { runQueryServer } = await import('../query/server.ts');
     await runQueryServer(config, { port, ...(flags.host ? { host: flags.host } : {}), ...(flags.token ? { token: flags.token } : {}) });
   });
 }
@@ -187,6 +187,7 @@ async function queryImage(store: ObjectStore, jobArg: string, rowArg: string, kA
     );
   }
   if (flags.url) {
+    const { parseExpires } = await import('../query/app.ts');
     const expires = parseExpires(flags.expires, MAX_PRESIGN_SECONDS);
     const url = await store.presignGet(key, expires);
     await out(`${url}\n`);

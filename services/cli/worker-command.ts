@@ -3,9 +3,7 @@ import { AvroCodec } from '../common/avro.ts';
 import { createKafka } from '../common/kafka.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { runService } from '../common/service-runtime.ts';
-import { createEngine } from '../worker/create-engine.ts';
 import { workerOptionsFromEnv } from '../worker/options.ts';
-import { createWorker } from '../worker/worker.ts';
 import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
 
 interface WorkerFlags extends ConnectionFlags {
@@ -32,6 +30,8 @@ export function registerWorkerCommands(program: Command): void {
         ...(flags.engineLatencyMs !== undefined ? { T2I_ENGINE_LATENCY_MS: flags.engineLatencyMs } : {}),
       };
       const options = workerOptionsFromEnv(env);
+      // Loaded here, not at start-up: the engine brings onnxruntime, tokenizers and sharp, which no other command needs.
+      const [{ createEngine }, { createWorker }] = await Promise.all([import('../worker/create-engine.ts'), import('../worker/worker.ts')]);
       await runService(
         'worker',
         config,
