@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { T2iError, describeError } from '../common/errors.ts';
+import { registerEvalCommands } from './eval-command.ts';
 import { registerGenerateCommands } from './generate-command.ts';
 import { registerProduceCommands } from './produce-command.ts';
 import { registerQueryCommands } from './query-command.ts';
@@ -21,6 +22,7 @@ registerWorkerCommands(program);
 registerSinkCommands(program);
 registerQueryCommands(program);
 registerGenerateCommands(program);
+registerEvalCommands(program);
 registerStackCommands(program);
 
 try {

@@ -89,19 +89,20 @@ def render(scene: Scene) -> np.ndarray:
     cy = (GRAMMAR["cellCentres"][row] + scene.dy) * s
     r = GRAMMAR["sizes"][scene.size]["radius"] * s
     up = -math.pi / 2
+    geo = GRAMMAR["geometry"]
     if scene.shape == "circle":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
     elif scene.shape == "ring":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
-        h = r * 0.55
+        h = r * geo["ringHole"]
         d.ellipse([cx - h, cy - h, cx + h, cy + h], fill=bg)
     elif scene.shape == "square":
-        h = r * 0.85
+        h = r * geo["squareHalfSide"]
         d.rectangle([cx - h, cy - h, cx + h, cy + h], fill=fg)
     elif scene.shape == "triangle":
-        d.polygon(_polygon(cx, cy + r * 0.15, r * 1.15, 3, None, up), fill=fg)
+        d.polygon(_polygon(cx, cy + r * geo["triangleDrop"], r * geo["triangleRadius"], 3, None, up), fill=fg)
     elif scene.shape == "star":
-        d.polygon(_polygon(cx, cy, r * 1.2, 5, r * 0.5, up), fill=fg)
+        d.polygon(_polygon(cx, cy, r * geo["starOuter"], 5, r * geo["starInner"], up), fill=fg)
     else:
         raise ValueError(scene.shape)
     return np.asarray(img.resize((WIDTH, HEIGHT), Image.Resampling.BOX), dtype=np.uint8)
