@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""examples/shapes-heldout.jsonl: 300 prompts of the scene grammar whose (colour, shape, position)
+triple never appears in training (services/eval/grammar.json, heldOut), one row each with a seed.
+The evaluation set of the bundled demo model. Deterministic. Run from the repository root:
+    .venv-flux/bin/python tools/flux_train/heldout.py
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scenes  # noqa: E402
+
+COUNT, SEED = 300, 20261205
+
+
+def main():
+    path = os.path.join(scenes.ROOT, "examples", "shapes-heldout.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for i, (scene, prompt) in enumerate(scenes.evaluation_prompts(COUNT, SEED)):
+            assert scenes.held_out(scene.colour, scene.shape, scene.position)
+            f.write(json.dumps({"id": f"heldout-{i + 1:03d}", "prompt": prompt, "seed": 1000 + i}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
