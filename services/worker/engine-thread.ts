@@ -30,7 +30,7 @@ export class EngineThread implements ImageEngine {
   /** Set once the thread has died: every later call fails at once instead of waiting forever. */
   private dead: EngineError | undefined;
 
-  constructor(options: Omit<FluxPipelineOptions, 'logger' | 'onStageTiming' | 'distortions'> & { logger?: FluxPipelineOptions['logger'] }) {
+  constructor(options: Omit<FluxPipelineOptions, 'logger' | 'onStageTiming' | 'openSession'> & { logger?: FluxPipelineOptions['logger'] }) {
     const { logger, ...rest } = options;
     this.worker = new Worker(new URL('./engine-thread-boot.mjs', import.meta.url), { workerData: rest });
     this.worker.on('message', (message: Reply | LogMessage) => {

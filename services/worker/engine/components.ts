@@ -8,6 +8,12 @@ import { EngineError } from './errors.ts';
 import { FLOAT_TYPES, INTEGER_VALUED_TYPES } from './onnx-session.ts';
 import type { ModelSession, TensorSpec } from './onnx-session.ts';
 
+/**
+ * What binding needs of a model: its file and its input/output specs. An open session has them, and
+ * so has an ONNX header read without a session (the preflight binds the same way before loading).
+ */
+export type ModelSignature = Pick<ModelSession, 'file' | 'inputs' | 'outputs'>;
+
 interface RoleRule {
   role: string;
   aliases: readonly string[];
@@ -44,7 +50,7 @@ function checkSpec(file: string, kind: string, spec: TensorSpec, rule: RoleRule)
   return spec;
 }
 
-function findInput(session: ModelSession, rule: RoleRule): TensorSpec | undefined {
+function findInput(session: ModelSignature, rule: RoleRule): TensorSpec | undefined {
   for (const alias of rule.aliases) {
     const spec = session.inputs.get(alias);
     if (spec) return checkSpec(session.file, 'input', spec, rule);
@@ -52,7 +58,7 @@ function findInput(session: ModelSession, rule: RoleRule): TensorSpec | undefine
   return undefined;
 }
 
-function requireInput(session: ModelSession, rule: RoleRule): TensorSpec {
+function requireInput(session: ModelSignature, rule: RoleRule): TensorSpec {
   const spec = findInput(session, rule);
   if (spec) return spec;
   throw new EngineError(
@@ -62,7 +68,7 @@ function requireInput(session: ModelSession, rule: RoleRule): TensorSpec {
 }
 
 /** The output named by an alias, else the only float output of the wanted rank. */
-function requireOutput(session: ModelSession, rule: RoleRule): TensorSpec {
+function requireOutput(session: ModelSignature, rule: RoleRule): TensorSpec {
   for (const alias of rule.aliases) {
     const spec = session.outputs.get(alias);
     if (spec) return checkSpec(session.file, 'output', spec, rule);
@@ -94,8 +100,8 @@ const INPUT_IDS: RoleRule = {
   ranks: [2],
 };
 
-export interface TextEncoderBinding {
-  session: ModelSession;
+export interface TextEncoderBinding<S extends ModelSignature = ModelSession> {
+  session: S;
   inputIds: TensorSpec;
   output: TensorSpec;
   /** Batch dimension fixed by the export, if any. */
@@ -105,7 +111,7 @@ export interface TextEncoderBinding {
 }
 
 /** CLIP: input_ids -> pooler_output [B, 768] (used as pooled_projections). */
-export function bindClipEncoder(session: ModelSession): TextEncoderBinding {
+export function bindClipEncoder<S extends ModelSignature>(session: S): TextEncoderBinding<S> {
   const inputIds = requireInput(session, INPUT_IDS);
   const output = requireOutput(session, {
     role: 'pooled text embedding',
@@ -117,7 +123,7 @@ export function bindClipEncoder(session: ModelSession): TextEncoderBinding {
 }
 
 /** T5: input_ids -> last_hidden_state [B, T, D] (used as encoder_hidden_states). */
-export function bindT5Encoder(session: ModelSession): TextEncoderBinding {
+export function bindT5Encoder<S extends ModelSignature>(session: S): TextEncoderBinding<S> {
   const inputIds = requireInput(session, INPUT_IDS);
   const output = requireOutput(session, {
     role: 'T5 hidden states',
@@ -128,8 +134,8 @@ export function bindT5Encoder(session: ModelSession): TextEncoderBinding {
   return { session, inputIds, output, fixedBatch: fixedBatch([inputIds]), fixedLength: fixedDim(inputIds, 1) };
 }
 
-export interface TransformerBinding {
-  session: ModelSession;
+export interface TransformerBinding<S extends ModelSignature = ModelSession> {
+  session: S;
   hiddenStates: TensorSpec;
   encoderHiddenStates: TensorSpec;
   pooledProjections: TensorSpec;
@@ -146,7 +152,7 @@ export interface TransformerBinding {
 
 const IDS_RULE = { types: INTEGER_VALUED_TYPES, ranks: [2, 3] };
 
-export function bindTransformer(session: ModelSession): TransformerBinding {
+export function bindTransformer<S extends ModelSignature>(session: S): TransformerBinding<S> {
   const hiddenStates = requireInput(session, {
     role: 'packed latents',
     aliases: ['hidden_states', 'latent', 'img', 'x'],
@@ -202,8 +208,8 @@ export function bindTransformer(session: ModelSession): TransformerBinding {
   };
 }
 
-export interface VaeDecoderBinding {
-  session: ModelSession;
+export interface VaeDecoderBinding<S extends ModelSignature = ModelSession> {
+  session: S;
   latent: TensorSpec;
   output: TensorSpec;
   fixedBatch: number | undefined;
@@ -211,7 +217,7 @@ export interface VaeDecoderBinding {
   channels: number | undefined;
 }
 
-export function bindVaeDecoder(session: ModelSession): VaeDecoderBinding {
+export function bindVaeDecoder<S extends ModelSignature>(session: S): VaeDecoderBinding<S> {
   const latent = requireInput(session, {
     role: 'latents',
     aliases: ['latent_sample', 'latent', 'latents', 'z'],

@@ -14,6 +14,8 @@ export const ENGINE_ERROR_CODES = [
   'OUT_OF_MEMORY',
   /** onnxruntime failed during a run for another reason. */
   'INFERENCE_FAILED',
+  /** A stage produced NaN or Inf (e.g. a float16 overflow): the batch fails instead of yielding a black image. */
+  'NON_FINITE',
   /** The request itself is invalid (size not a multiple of 16, steps < 1, …). */
   'BAD_REQUEST',
   /** generate() was called before load() or after close(). */
@@ -29,6 +31,8 @@ const RETRIABLE_BY_DEFAULT: Readonly<Record<EngineErrorCode, boolean>> = {
   // Retriable because the caller is expected to retry with a smaller batch.
   OUT_OF_MEMORY: true,
   INFERENCE_FAILED: true,
+  // The same inputs give the same NaN: only splitting the batch (to find the prompt) can help.
+  NON_FINITE: false,
   BAD_REQUEST: false,
   NOT_LOADED: false,
 };

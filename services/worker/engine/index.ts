@@ -1,7 +1,7 @@
 /** The FLUX image engine: what the worker and the CLI import. */
 export { FluxPipeline, createFluxPipeline, FLUX_DEV_DEFAULTS, FLUX_SCHNELL_DEFAULTS } from './flux-pipeline.ts';
 export type { DenoiseInput, EncodePromptsOptions, GenerateOptions, PromptEncoding } from './flux-pipeline.ts';
-export type { FluxPipelineOptions, PipelineDistortions } from './options.ts';
+export type { FluxPipelineOptions, SessionOpener } from './options.ts';
 export { EngineError, ENGINE_ERROR_CODES, isEngineError, looksLikeOutOfMemory } from './errors.ts';
 export type { EngineErrorCode } from './errors.ts';
 export { encodePng, readPngText, readPngMetadata, METADATA_KEYWORD } from './png.ts';

@@ -70,19 +70,16 @@ export function unpackLatents(packed: Float32Array, geometry: LatentGeometry): F
   return latent;
 }
 
-/**
- * Image position ids, row i*(W/2)+j = [0, i, j], flattened [(H/2)(W/2) * 3].
- * `swapAxes` exists only for the bug-sensitivity test (it writes [0, j, i]).
- */
-export function imagePositionIds(geometry: LatentGeometry, swapAxes = false): Float32Array {
+/** Image position ids, row i*(W/2)+j = [0, i, j], flattened [(H/2)(W/2) * 3]. */
+export function imagePositionIds(geometry: LatentGeometry): Float32Array {
   const halfH = geometry.height / 2;
   const halfW = geometry.width / 2;
   const ids = new Float32Array(halfH * halfW * 3);
   for (let i = 0; i < halfH; i++) {
     for (let j = 0; j < halfW; j++) {
       const row = (i * halfW + j) * 3;
-      ids[row + 1] = swapAxes ? j : i;
-      ids[row + 2] = swapAxes ? i : j;
+      ids[row + 1] = i;
+      ids[row + 2] = j;
     }
   }
   return ids;

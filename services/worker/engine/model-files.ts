@@ -6,7 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { EngineError } from './errors.ts';
-import { DEFAULT_SCHEDULER_CONFIG, parseSchedulerConfig } from './schedule.ts';
+import { parseSchedulerConfig } from './schedule.ts';
 import type { FlowMatchSchedulerConfig } from './schedule.ts';
 import type { ModelDefaults } from './types.ts';
 
@@ -33,7 +33,8 @@ export interface FluxModelFiles {
   name: string;
   /** Values from t2i.json; missing ones are filled once the transformer's inputs are known. */
   declaredDefaults: Partial<ModelDefaults>;
-  scheduler: FlowMatchSchedulerConfig;
+  /** scheduler/scheduler_config.json; undefined when the export has none (the pipeline then picks by guidance input). */
+  scheduler: FlowMatchSchedulerConfig | undefined;
   vae: VaeSettings;
   /** transformer/config.json in_channels, if present (latent channels = in_channels / 4). */
   transformerInChannels: number | undefined;
@@ -42,7 +43,7 @@ export interface FluxModelFiles {
   t5TokenizerDirectory: string;
 }
 
-async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+export async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -76,7 +77,7 @@ function positiveNumber(value: unknown, file: string, key: string): number | und
   return value;
 }
 
-function readDeclaredDefaults(raw: Record<string, unknown> | undefined, file: string): Partial<ModelDefaults> & { name?: string } {
+export function readDeclaredDefaults(raw: Record<string, unknown> | undefined, file: string): Partial<ModelDefaults> & { name?: string } {
   if (!raw) return {};
   const defaults: Partial<ModelDefaults> & { name?: string } = {};
   const width = positiveNumber(raw['width'], file, 'width');
@@ -93,7 +94,7 @@ function readDeclaredDefaults(raw: Record<string, unknown> | undefined, file: st
   return defaults;
 }
 
-async function readVaeSettings(directory: string): Promise<VaeSettings> {
+export async function readVaeSettings(directory: string): Promise<VaeSettings> {
   // optimum writes the VAE config next to the decoder; a diffusers folder keeps it under vae/.
   const candidates = [join(directory, 'vae_decoder', 'config.json'), join(directory, 'vae', 'config.json')];
   for (const file of candidates) {
@@ -139,7 +140,7 @@ export async function readFluxModelFiles(modelDirectory: string): Promise<FluxMo
 
   const schedulerFile = join(directory, 'scheduler', 'scheduler_config.json');
   const schedulerRaw = await readJson(schedulerFile, false);
-  const scheduler = schedulerRaw ? parseSchedulerConfig(schedulerRaw, schedulerFile) : { ...DEFAULT_SCHEDULER_CONFIG };
+  const scheduler = schedulerRaw ? parseSchedulerConfig(schedulerRaw, schedulerFile) : undefined;
 
   const transformerConfigFile = join(directory, 'transformer', 'config.json');
   const transformerConfig = await readJson(transformerConfigFile, false);

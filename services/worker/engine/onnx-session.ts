@@ -6,7 +6,7 @@
 import { access } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { EngineError, toInferenceError } from './errors.ts';
+import { EngineError, looksLikeOutOfMemory, toInferenceError } from './errors.ts';
 import { float16BitsToFloat32, float32ToFloat16Bits } from './float16.ts';
 import type { EngineLogger, ExecutionProviderName, GraphOptimizationLevel } from './types.ts';
 
@@ -18,6 +18,9 @@ export interface SessionSettings {
   intraOpNumThreads: number | undefined;
   /** GPU ordinal for cuda/tensorrt. */
   deviceId: number;
+  /** TensorRT: fp16 engines (default true) and the engine cache folder. */
+  tensorrtFp16?: boolean;
+  tensorrtCacheDirectory?: string | undefined;
   logger: EngineLogger;
 }
 
@@ -55,6 +58,20 @@ function providerConfig(settings: SessionSettings): InferenceSession.ExecutionPr
         { name: 'tensorrt', deviceId: settings.deviceId },
         { name: 'cuda', deviceId: settings.deviceId },
       ];
+  }
+}
+
+/**
+ * onnxruntime-node 1.30 passes only `deviceId` to the CUDA and TensorRT providers; the TensorRT provider
+ * reads its other settings from these environment variables, which it consults when the provider is
+ * created (so they are set just before, in this process).
+ */
+function applyTensorrtEnvironment(settings: SessionSettings): void {
+  if (settings.provider !== 'tensorrt') return;
+  process.env.ORT_TENSORRT_FP16_ENABLE = settings.tensorrtFp16 === false ? '0' : '1';
+  if (settings.tensorrtCacheDirectory) {
+    process.env.ORT_TENSORRT_ENGINE_CACHE_ENABLE = '1';
+    process.env.ORT_TENSORRT_CACHE_PATH = settings.tensorrtCacheDirectory;
   }
 }
 
@@ -98,10 +115,20 @@ export async function openModelSession(file: string, settings: SessionSettings):
   };
   let provider = settings.provider;
   let session: InferenceSession;
+  applyTensorrtEnvironment(settings);
   try {
     session = await ort.InferenceSession.create(file, { ...baseOptions, executionProviders: providerConfig(settings) });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
+    // Out of memory first: "CUDA failure 2: out of memory" also matches the provider pattern, and falling
+    // back to the CPU would silently reload a 12B model there.
+    if (looksLikeOutOfMemory(message)) {
+      throw new EngineError(
+        'OUT_OF_MEMORY',
+        `${file}: out of memory while loading on ${settings.provider} (${message.split('\n')[0]}); use a GPU with more memory, a float16/fp8 export, or fewer workers per GPU (t2i model check estimates the need)`,
+        { cause: error, retriable: false },
+      );
+    }
     if (settings.provider === 'cpu' || !PROVIDER_FAILURE.test(message)) throw describeCreateError(file, error);
     const unavailable = new EngineError(
       'PROVIDER_UNAVAILABLE',

@@ -1,24 +1,10 @@
 /** FluxPipeline options: what callers may pass, and the validated, defaulted form used inside. */
 import { EngineError } from './errors.ts';
+import { openModelSession, type ModelSession, type SessionSettings } from './onnx-session.ts';
 import type { EngineLogger, ExecutionProviderName, GraphOptimizationLevel, StageTiming } from './types.ts';
 
-/**
- * Deliberate bugs for the parity test's sensitivity check, which proves the parity test can fail.
- * Never set outside tests.
- * @internal
- */
-export interface PipelineDistortions {
-  /** Write image position ids as [0, j, i] instead of [0, i, j]. */
-  swapImageIdAxes?: boolean;
-  /** Feed guidance 0 instead of the requested scale. */
-  zeroGuidance?: boolean;
-  /** Added to the dynamic-shift mu (a wrong schedule shift). */
-  scheduleMuOffset?: number;
-  /** Added to the VAE shift_factor before decoding. */
-  vaeShiftOffset?: number;
-  /** Multiplies the transformer's timestep input (1000 reproduces the classic "sigma*1000" bug). */
-  timestepMultiplier?: number;
-}
+/** Opens one component's session. The default is onnxruntime by path; a wrapper can observe or alter a component. */
+export type SessionOpener = (file: string, settings: SessionSettings) => Promise<ModelSession>;
 
 export interface FluxPipelineOptions {
   /** Model folder in optimum's ONNX layout (model_index.json, text_encoder/, …, t2i.json). */
@@ -44,8 +30,12 @@ export interface FluxPipelineOptions {
   logger?: EngineLogger;
   /** Called after every stage of every model pass, for benchmarks and metrics. Default: none. */
   onStageTiming?: (timing: StageTiming) => void;
-  /** @internal Bug injection for the parity test's sensitivity check. */
-  distortions?: PipelineDistortions;
+  /** How a component's session is opened. Default: onnxruntime by path (openModelSession). */
+  openSession?: SessionOpener;
+  /** TensorRT provider: build fp16 engines. Default true. */
+  tensorrtFp16?: boolean;
+  /** TensorRT provider: folder where built engines are cached (building takes minutes). Default: none. */
+  tensorrtCacheDirectory?: string;
 }
 
 export interface ResolvedPipelineOptions {
@@ -59,7 +49,9 @@ export interface ResolvedPipelineOptions {
   readonly preferredBatchSize: number;
   readonly logger: EngineLogger;
   readonly onStageTiming: ((timing: StageTiming) => void) | undefined;
-  readonly distortions: Readonly<PipelineDistortions>;
+  readonly openSession: SessionOpener;
+  readonly tensorrtFp16: boolean;
+  readonly tensorrtCacheDirectory: string | undefined;
 }
 
 const SILENT_LOGGER: EngineLogger = { warn() {} };
@@ -103,6 +95,8 @@ export function resolvePipelineOptions(options: FluxPipelineOptions): ResolvedPi
     preferredBatchSize,
     logger: options.logger ?? SILENT_LOGGER,
     onStageTiming: options.onStageTiming,
-    distortions: Object.freeze({ ...(options.distortions ?? {}) }),
+    openSession: options.openSession ?? openModelSession,
+    tensorrtFp16: options.tensorrtFp16 ?? true,
+    tensorrtCacheDirectory: options.tensorrtCacheDirectory,
   });
 }

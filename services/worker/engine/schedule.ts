@@ -31,6 +31,7 @@ export interface FlowMatchSchedulerConfig {
   shiftTerminal: number | null;
 }
 
+/** FLUX.1-schnell's scheduler_config.json (static shift 1): for models without a guidance input. */
 export const DEFAULT_SCHEDULER_CONFIG: Readonly<FlowMatchSchedulerConfig> = Object.freeze({
   numTrainTimesteps: 1000,
   shift: 1,
@@ -41,6 +42,16 @@ export const DEFAULT_SCHEDULER_CONFIG: Readonly<FlowMatchSchedulerConfig> = Obje
   maxImageSeqLen: 4096,
   timeShiftType: 'exponential',
   shiftTerminal: null,
+});
+
+/**
+ * FLUX.1-dev's scheduler_config.json (shift 3, dynamic shifting): what a guidance-distilled model gets
+ * when its export lost scheduler/ (never schnell's, which would render a dev model with wrong sigmas).
+ */
+export const FLUX_DEV_SCHEDULER_CONFIG: Readonly<FlowMatchSchedulerConfig> = Object.freeze({
+  ...DEFAULT_SCHEDULER_CONFIG,
+  shift: 3,
+  useDynamicShifting: true,
 });
 
 function numberOr(value: unknown, fallback: number): number {
@@ -122,22 +133,11 @@ export interface FlowMatchSchedule {
   mu: number | null;
 }
 
-/** Test hooks that break the schedule on purpose (bug-sensitivity test only). */
-export interface ScheduleDistortion {
-  /** Added to mu before shifting. */
-  muOffset?: number;
-}
-
 /**
  * Sigmas for `steps` Euler steps over an image of `imageSeqLen` packed tokens.
  * seq 4096, N=4, FLUX dev config -> [1, 0.90453, 0.75951, 0.51284, 0].
  */
-export function flowMatchSchedule(
-  config: FlowMatchSchedulerConfig,
-  steps: number,
-  imageSeqLen: number,
-  distortion: ScheduleDistortion = {},
-): FlowMatchSchedule {
+export function flowMatchSchedule(config: FlowMatchSchedulerConfig, steps: number, imageSeqLen: number): FlowMatchSchedule {
   if (!Number.isInteger(steps) || steps < 1) {
     throw new EngineError('BAD_REQUEST', `steps must be an integer >= 1, got ${steps}`);
   }
@@ -145,7 +145,7 @@ export function flowMatchSchedule(
   const sigmas = new Float32Array(steps + 1);
   let mu: number | null = null;
   if (config.useDynamicShifting) {
-    mu = calculateShift(imageSeqLen, config) + (distortion.muOffset ?? 0);
+    mu = calculateShift(imageSeqLen, config);
     const muTerm = f32(config.timeShiftType === 'exponential' ? Math.exp(mu) : mu);
     for (let i = 0; i < steps; i++) {
       const t = f32(base[i]!);

@@ -17,13 +17,18 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from 'tokenizers';
 import { EngineError } from './errors.ts';
+import { tokenizerJsonText, type TokenizerSource } from './tokenizer-files.ts';
 
 export interface PromptTokenizer {
   /** Every encoded prompt has exactly this many ids. */
   readonly maxLength: number;
   readonly padId: number;
+  /** Which file set the tokenizer was built from. */
+  readonly source: TokenizerSource;
   /** Token ids per prompt, each of length maxLength. */
   encode(prompts: readonly string[]): Promise<number[][]>;
+  /** Tokens per prompt before truncation (special tokens included): more than maxLength means truncated. */
+  countTokens(prompts: readonly string[]): Promise<number[]>;
 }
 
 export interface PromptTokenizerOptions {
@@ -36,17 +41,13 @@ export interface PromptTokenizerOptions {
 interface TokenizerFiles {
   tokenizerJson: Record<string, unknown>;
   tokenizerText: string;
+  source: TokenizerSource;
   config: Record<string, unknown>;
 }
 
 async function readTokenizerFiles(directory: string): Promise<TokenizerFiles> {
   const file = join(directory, 'tokenizer.json');
-  let tokenizerText: string;
-  try {
-    tokenizerText = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new EngineError('MODEL_NOT_FOUND', `${file}: cannot read tokenizer (${(error as Error).message})`, { cause: error });
-  }
+  const { text: tokenizerText, source } = await tokenizerJsonText(directory);
   let tokenizerJson: Record<string, unknown>;
   try {
     tokenizerJson = JSON.parse(tokenizerText) as Record<string, unknown>;
@@ -59,7 +60,7 @@ async function readTokenizerFiles(directory: string): Promise<TokenizerFiles> {
   } catch {
     // tokenizer_config.json is optional: defaults below come from tokenizer.json itself.
   }
-  return { tokenizerJson, tokenizerText, config };
+  return { tokenizerJson, tokenizerText, source, config };
 }
 
 function tokenContent(value: unknown): string | undefined {
@@ -125,10 +126,17 @@ export async function loadPromptTokenizer(options: PromptTokenizerOptions): Prom
   const padToken = tokenizer.idToToken(padId) ?? undefined;
   tokenizer.setTruncation(maxLength);
   tokenizer.setPadding({ maxLength, padId, ...(padToken !== undefined ? { padToken } : {}) });
+  // The same tokenizer without truncation or padding, to tell how long a prompt really is.
+  const counter = Tokenizer.fromString(files.tokenizerText);
 
   return {
     maxLength,
     padId,
+    source: files.source,
+    async countTokens(prompts) {
+      const encodings = await counter.encodeBatch([...prompts]);
+      return encodings.map((encoding) => encoding.getLength());
+    },
     async encode(prompts) {
       const encodings = await tokenizer.encodeBatch([...prompts]);
       return encodings.map((encoding, index) => {

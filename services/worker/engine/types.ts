@@ -34,6 +34,8 @@ export interface GeneratedImage {
   guidance: number;
   /** Model name (t2i.json `name`, else the model directory's name). */
   model: string;
+  /** Present when a tokenizer cut the prompt short: its token count and the encoder's limit. */
+  truncation?: { clip?: { tokens: number; limit: number }; t5?: { tokens: number; limit: number } };
 }
 
 /** Defaults applied to requests that leave a value out. */

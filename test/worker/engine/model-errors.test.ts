@@ -28,7 +28,10 @@ describe('model loading errors', () => {
     const dir = await syntheticModelDir(t, { omit: ['transformer'] });
     await assert.rejects(
       new FluxPipeline({ modelDirectory: dir }).load(),
-      engineError('MODEL_NOT_FOUND', /transformer: model component transformer not found/),
+      engineError(
+        'MODEL_NOT_FOUND',
+        /transformer\/model\.onnx: transformer\/model\.onnx is missing\n\s+fix: export all four components \(optimum-cli export onnx/,
+      ),
     );
   });
 
@@ -36,7 +39,7 @@ describe('model loading errors', () => {
     const dir = await syntheticModelDir(t);
     await assert.rejects(
       new FluxPipeline({ modelDirectory: dir }).load(),
-      engineError('MODEL_NOT_FOUND', /text_encoder\/model\.onnx: model file not found/),
+      engineError('MODEL_NOT_FOUND', /problems?\n\s+1\. \S+text_encoder\/model\.onnx: text_encoder\/model\.onnx is missing/),
     );
   });
 
@@ -57,7 +60,10 @@ describe('model loading errors', () => {
     const dir = await syntheticModelDir(t, { onnx: { text_encoder: bf16 } });
     await assert.rejects(
       new FluxPipeline({ modelDirectory: dir }).load(),
-      engineError('MODEL_UNSUPPORTED', /text_encoder\/model\.onnx: the model has bfloat16 inputs or outputs.*float32 or float16/),
+      engineError(
+        'MODEL_UNSUPPORTED',
+        /text_encoder\/model\.onnx: input input_ids is bfloat16.*\n\s+fix: bfloat16 I\/O cannot be fed from Node: export with float32 I\/O/,
+      ),
     );
   });
 

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FluxPipeline } from '../../../services/worker/engine/flux-pipeline.ts';
-import type { PipelineDistortions } from '../../../services/worker/engine/options.ts';
+import type { FluxPipelineOptions } from '../../../services/worker/engine/options.ts';
 import { flowMatchSchedule } from '../../../services/worker/engine/schedule.ts';
 import { imagePositionIds, latentGeometry } from '../../../services/worker/engine/latents.ts';
 import { loadPromptTokenizer } from '../../../services/worker/engine/tokenizer.ts';
@@ -27,6 +27,7 @@ import {
   splitRows,
 } from './helpers/reference.ts';
 import type { ReferenceCase } from './helpers/reference.ts';
+import { alteringTransformerFeeds, mapTensor, perturbedModelCopy } from './helpers/perturb.ts';
 
 const skip = referencesAvailable() ? false : 'models/tiny-flux or test/fixtures/flux-reference missing (built by tools/flux_tiny/build.py)';
 const references = skip ? undefined : loadReferences();
@@ -222,19 +223,61 @@ for (const variant of [
 }
 
 describe('parity test sensitivity: deliberate engine bugs must fail the image check', { skip }, () => {
-  const bugs: Array<[string, PipelineDistortions]> = [
-    ['image ids with i and j swapped', { swapImageIdAxes: true }],
-    ['guidance dropped (0)', { zeroGuidance: true }],
-    ['wrong schedule shift (mu + 0.5)', { scheduleMuOffset: 0.5 }],
-    ['VAE shift_factor ignored', { vaeShiftOffset: -0.1159 }],
-    ['timestep fed as sigma*1000', { timestepMultiplier: 1000 }],
+  // Each bug is injected through a public seam: a session opener that alters the transformer's feeds
+  // the way a buggy pipeline would, or a model copy with an edited config.
+  type Bug = { options?: Partial<FluxPipelineOptions>; edits?: Parameters<typeof perturbedModelCopy>[1] };
+  const bugs: Array<[string, Bug]> = [
+    [
+      'image ids with i and j swapped',
+      {
+        options: {
+          openSession: alteringTransformerFeeds((feeds) => ({
+            ...feeds,
+            img_ids: mapTensor(feeds.img_ids!, (v) => v.map((x, k) => (k % 3 === 1 ? v[k + 1]! : k % 3 === 2 ? v[k - 1]! : x))),
+          })),
+        },
+      },
+    ],
+    [
+      'guidance dropped (0)',
+      {
+        options: {
+          openSession: alteringTransformerFeeds((feeds) => ({ ...feeds, guidance: mapTensor(feeds.guidance!, (v) => v.map(() => 0)) })),
+        },
+      },
+    ],
+    [
+      'wrong schedule shift (mu + 0.5)',
+      {
+        edits: {
+          'scheduler/scheduler_config.json': (c) => ({
+            ...c,
+            base_shift: (c.base_shift as number) + 0.5,
+            max_shift: (c.max_shift as number) + 0.5,
+          }),
+        },
+      },
+    ],
+    ['VAE shift_factor ignored', { edits: { 'vae_decoder/config.json': (c) => ({ ...c, shift_factor: 0 }) } }],
+    [
+      'timestep fed as sigma*1000',
+      {
+        options: {
+          openSession: alteringTransformerFeeds((feeds) => ({
+            ...feeds,
+            timestep: mapTensor(feeds.timestep!, (v) => v.map((x) => x * 1000)),
+          })),
+        },
+      },
+    ],
   ];
   // A non-square case so swapping i/j changes the positions seen by RoPE in a visible way.
   const reference = cases.find((c) => c.width !== c.height && c.batch_size === 1) ?? cases[0];
 
-  for (const [name, distortions] of bugs) {
+  for (const [name, bug] of bugs) {
     it(`${name}: max uint8 difference > 10`, async (t) => {
-      const pipeline = new FluxPipeline({ modelDirectory: TINY_MODEL_DIR, distortions });
+      const copy = bug.edits ? await perturbedModelCopy(TINY_MODEL_DIR, bug.edits) : undefined;
+      const pipeline = new FluxPipeline({ modelDirectory: copy?.dir ?? TINY_MODEL_DIR, ...bug.options });
       await pipeline.load();
       try {
         const result = await runCase(pipeline, reference!);
@@ -243,6 +286,7 @@ describe('parity test sensitivity: deliberate engine bugs must fail the image ch
         assert.throws(() => assertWithin(result, FP32_TOLERANCE, name));
       } finally {
         await pipeline.close();
+        await copy?.cleanup();
       }
     });
   }

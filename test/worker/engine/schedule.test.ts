@@ -61,9 +61,9 @@ describe('flow-match schedule', () => {
     assert.equal(linspace(1, 1 / 3, 3)[2], 1 / 3);
   });
 
-  it('a mu offset (deliberate bug) changes the schedule', () => {
+  it('a different base shift (a wrong schedule) changes the sigmas', () => {
     const good = flowMatchSchedule(FLUX_DEV, 4, 64).sigmas;
-    const bad = flowMatchSchedule(FLUX_DEV, 4, 64, { muOffset: 0.5 }).sigmas;
+    const bad = flowMatchSchedule({ ...FLUX_DEV, baseShift: FLUX_DEV.baseShift + 0.5 }, 4, 64).sigmas;
     assert.ok(Math.abs(good[2]! - bad[2]!) > 0.05);
   });
 
