@@ -13,13 +13,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FluxPipeline } from '../../services/worker/engine/flux-pipeline.ts';
-import { DEFAULT_MODEL_DIRECTORY } from '../../services/worker/engine/generate-command.ts';
+import { DEFAULT_MODEL_DIR } from '../../services/common/paths.ts';
 import type { EngineInfo, GraphOptimizationLevel, PipelineStage, StageTiming } from '../../services/worker/engine/types.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const { values } = parseArgs({
   options: {
-    model: { type: 'string', default: DEFAULT_MODEL_DIRECTORY },
+    model: { type: 'string', default: DEFAULT_MODEL_DIR },
     reps: { type: 'string', default: '5' },
     threads: { type: 'string', default: 'default,1,2' },
     opt: { type: 'string', default: 'all' },

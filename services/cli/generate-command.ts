@@ -11,6 +11,7 @@ interface GenerateFlags {
   guidance?: string;
   model?: string;
   provider?: string;
+  json?: boolean;
 }
 
 function numberFlag(name: string, value: string | undefined, integer: boolean): number | undefined {
@@ -35,6 +36,7 @@ export function registerGenerateCommands(program: Command): void {
     .option('--guidance <g>', 'guidance scale (default: the model’s)')
     .option('--model <dir>', 'model directory (T2I_MODEL; default the bundled tiny model)')
     .option('--provider <name>', 'cpu | cuda | tensorrt (T2I_EXECUTION_PROVIDER)')
+    .option('--json', 'print the result (file, size, seed, steps, model, provider, truncation, time) as JSON')
     .action(async (prompt: string, flags: GenerateFlags) => {
       const config = loadConfig(process.env, { env: { T2I_MODEL: flags.model, T2I_EXECUTION_PROVIDER: flags.provider } });
       const seed = numberFlag('seed', flags.seed, true);
@@ -43,8 +45,8 @@ export function registerGenerateCommands(program: Command): void {
       const height = numberFlag('height', flags.height, true);
       const guidance = numberFlag('guidance', flags.guidance, false);
       // Loaded here, not at start-up: onnxruntime, tokenizers and sharp are for this command alone.
-      const { runGenerate } = await import('../worker/engine/index.ts');
-      const result = await runGenerate({
+      const { generateFile } = await import('../worker/engine/generate-file.ts');
+      const result = await generateFile({
         prompt,
         output: flags.output,
         modelDirectory: config.model.dir,
@@ -57,8 +59,17 @@ export function registerGenerateCommands(program: Command): void {
         ...(guidance !== undefined ? { guidance } : {}),
         logger: { warn: (details, message) => process.stderr.write(`warning: ${message} ${JSON.stringify(details)}\n`) },
       });
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+        return;
+      }
+      const cut = result.truncation
+        ? `\nwarning: the prompt was truncated (${Object.entries(result.truncation)
+            .map(([encoder, t]) => `${encoder.toUpperCase()}: ${t.tokens} tokens, ${t.limit} kept`)
+            .join('; ')})`
+        : '';
       process.stdout.write(
-        `${result.output}  ${result.width}x${result.height} seed ${result.seed} steps ${result.steps} guidance ${result.guidance} model ${result.model} (${result.provider}, ${Math.round(result.durationMs)} ms)\n`,
+        `${result.output}  ${result.width}x${result.height} seed ${result.seed} steps ${result.steps} guidance ${result.guidance} model ${result.model} (${result.provider}, ${Math.round(result.durationMs)} ms)${cut}\n`,
       );
     });
 }

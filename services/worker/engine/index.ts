@@ -4,10 +4,8 @@ export type { DenoiseInput, EncodePromptsOptions, GenerateOptions, PromptEncodin
 export type { FluxPipelineOptions, SessionOpener } from './options.ts';
 export { EngineError, ENGINE_ERROR_CODES, isEngineError, looksLikeOutOfMemory } from './errors.ts';
 export type { EngineErrorCode } from './errors.ts';
-export { encodePng, readPngText, readPngMetadata, METADATA_KEYWORD } from './png.ts';
+export { a1111Parameters, encodePng, readPngText, readPngMetadata, METADATA_KEYWORD, PARAMETERS_KEYWORD } from './png.ts';
 export type { ImageMetadata, RgbImage, EncodePngOptions } from './png.ts';
-export { runGenerate, DEFAULT_MODEL_DIRECTORY } from './generate-command.ts';
-export type { GenerateCommandOptions, GenerateCommandResult } from './generate-command.ts';
 export type {
   EngineInfo,
   EngineLogger,

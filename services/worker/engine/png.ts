@@ -10,6 +10,8 @@ import { EngineError } from './errors.ts';
 
 /** Keyword of the iTXt chunk holding the JSON-encoded ImageMetadata. */
 export const METADATA_KEYWORD = 't2i-stream';
+/** Keyword of the AUTOMATIC1111-style text that image viewers and prompt tools read. */
+export const PARAMETERS_KEYWORD = 'parameters';
 
 export interface ImageMetadata {
   prompt: string;
@@ -66,6 +68,32 @@ function iTxtChunk(keyword: string, text: string): Buffer {
   return pngChunk('iTXt', Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')]));
 }
 
+/** tEXt (Latin-1) for ASCII text, else iTXt (UTF-8): what PIL, and so AUTOMATIC1111, writes. */
+function textChunk(keyword: string, text: string): Buffer {
+  if (/^[\x0a\x20-\x7e]*$/.test(text))
+    return pngChunk('tEXt', Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')]));
+  return iTxtChunk(keyword, text);
+}
+
+/**
+ * The generation settings as AUTOMATIC1111 (and Forge, ComfyUI's readers, civitai) write them: the
+ * prompt, then one line of `Key: value` pairs. FLUX's guidance is "Distilled CFG Scale" (Forge's name);
+ * the sampler is the flow-matching Euler sampler.
+ */
+export function a1111Parameters(metadata: ImageMetadata): string {
+  const settings = [
+    `Steps: ${metadata.steps}`,
+    'Sampler: Euler',
+    'Schedule type: Simple',
+    'CFG scale: 1',
+    `Distilled CFG Scale: ${metadata.guidance}`,
+    `Seed: ${metadata.seed}`,
+    `Size: ${metadata.width}x${metadata.height}`,
+    `Model: ${metadata.model.replace(/[,\n]/g, ' ')}`,
+  ];
+  return `${metadata.prompt}\n${settings.join(', ')}`;
+}
+
 /** Inserts chunks right after IHDR (the first chunk, always 25 bytes long after the signature). */
 function insertAfterHeader(png: Buffer, chunks: Buffer[]): Buffer {
   const headerEnd = PNG_SIGNATURE.length + 8 + png.readUInt32BE(PNG_SIGNATURE.length) + 4;
@@ -88,7 +116,10 @@ export async function encodePng(image: RgbImage, metadata: ImageMetadata, option
     height: metadata.height,
     model: metadata.model,
   };
-  return insertAfterHeader(pixels, [iTxtChunk(METADATA_KEYWORD, JSON.stringify(fields))]);
+  return insertAfterHeader(pixels, [
+    iTxtChunk(METADATA_KEYWORD, JSON.stringify(fields)),
+    textChunk(PARAMETERS_KEYWORD, a1111Parameters(fields)),
+  ]);
 }
 
 /** All tEXt and uncompressed iTXt chunks of a PNG, keyword -> text (zTXt and compressed iTXt are skipped). */

@@ -20,6 +20,23 @@ describe('PNG encoding', () => {
     assert.equal(Object.keys(readPngText(png)).includes(METADATA_KEYWORD), true);
   });
 
+  it('carries an AUTOMATIC1111-style `parameters` text that an independent reader (libspng via sharp) sees', async () => {
+    const ascii = { ...META, prompt: 'a red fox in snow' };
+    const comments = (await sharp(await encodePng(image(), ascii)).metadata()).comments ?? [];
+    const parameters = comments.find((c) => c.keyword === 'parameters')?.text;
+    assert.ok(parameters, `no parameters chunk in ${JSON.stringify(comments)}`);
+    const [prompt, settings] = parameters.split('\n');
+    assert.equal(prompt, ascii.prompt);
+    const pairs = Object.fromEntries(settings!.split(', ').map((kv) => kv.split(': ') as [string, string]));
+    assert.equal(pairs.Steps, String(ascii.steps));
+    assert.equal(pairs.Seed, String(ascii.seed));
+    assert.equal(pairs.Size, `${ascii.width}x${ascii.height}`);
+    assert.equal(pairs['Distilled CFG Scale'], String(ascii.guidance));
+    assert.equal(pairs.Model, ascii.model);
+    // Non-ASCII prompts go into an iTXt chunk (UTF-8), as PIL writes them.
+    assert.equal(readPngText(await encodePng(image(), META)).parameters?.split('\n')[0], META.prompt);
+  });
+
   it('keeps the pixels and produces a PNG sharp and libpng accept', async () => {
     const png = await encodePng(image(), META);
     const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });

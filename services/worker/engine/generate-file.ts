@@ -1,18 +1,15 @@
 /**
- * Body of `t2i generate "prompt" -o out.png`: one image from a local model, written as a PNG with
- * its generation metadata. Same options and seed -> byte-identical file.
+ * One image from a local model, written as a PNG with its generation metadata (what `t2i generate`
+ * does). Same options and seed -> byte-identical file.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FluxPipeline } from './flux-pipeline.ts';
 import { encodePng } from './png.ts';
 import { DEFAULT_MODEL_DIR } from '../../common/paths.ts';
-import type { EngineLogger, ExecutionProviderName, GraphOptimizationLevel } from './types.ts';
+import type { EngineLogger, ExecutionProviderName, GeneratedImage, GraphOptimizationLevel } from './types.ts';
 
-/** The tiny FLUX model committed with the repo, used when no model is given. */
-export const DEFAULT_MODEL_DIRECTORY = DEFAULT_MODEL_DIR;
-
-export interface GenerateCommandOptions {
+export interface GenerateFileOptions {
   prompt: string;
   /** PNG path to write; parent folders are created. */
   output: string;
@@ -40,7 +37,7 @@ export interface GenerateCommandOptions {
   logger?: EngineLogger;
 }
 
-export interface GenerateCommandResult {
+export interface GenerateFileResult {
   /** Absolute path of the written PNG. */
   output: string;
   /** PNG size in bytes. */
@@ -52,14 +49,16 @@ export interface GenerateCommandResult {
   height: number;
   model: string;
   provider: ExecutionProviderName;
+  /** Present when a tokenizer cut the prompt short. */
+  truncation?: GeneratedImage['truncation'];
   /** Wall time from model load to file written, milliseconds. */
   durationMs: number;
 }
 
-export async function runGenerate(options: GenerateCommandOptions): Promise<GenerateCommandResult> {
+export async function generateFile(options: GenerateFileOptions): Promise<GenerateFileResult> {
   const started = performance.now();
   const pipeline = new FluxPipeline({
-    modelDirectory: options.modelDirectory ?? DEFAULT_MODEL_DIRECTORY,
+    modelDirectory: options.modelDirectory ?? DEFAULT_MODEL_DIR,
     ...(options.provider !== undefined ? { provider: options.provider } : {}),
     ...(options.allowCpuFallback !== undefined ? { allowCpuFallback: options.allowCpuFallback } : {}),
     ...(options.graphOptimizationLevel !== undefined ? { graphOptimizationLevel: options.graphOptimizationLevel } : {}),
@@ -102,6 +101,7 @@ export async function runGenerate(options: GenerateCommandOptions): Promise<Gene
       height: generated.height,
       model: generated.model,
       provider: pipeline.info.provider,
+      ...(generated.truncation ? { truncation: generated.truncation } : {}),
       durationMs: performance.now() - started,
     };
   } finally {

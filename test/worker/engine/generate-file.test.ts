@@ -4,25 +4,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { DEFAULT_MODEL_DIRECTORY, runGenerate } from '../../../services/worker/engine/generate-command.ts';
+import { DEFAULT_MODEL_DIR } from '../../../services/common/paths.ts';
+import { generateFile } from '../../../services/worker/engine/generate-file.ts';
 import { readPngMetadata } from '../../../services/worker/engine/png.ts';
 import { EngineError } from '../../../services/worker/engine/errors.ts';
 import { TINY_MODEL_DIR, tinyModelAvailable } from './helpers/reference.ts';
 
 const skip = tinyModelAvailable() ? false : 'models/tiny-flux missing (built by tools/flux_tiny/build.py)';
 
-describe('runGenerate (t2i generate)', { skip }, () => {
+describe('generateFile (t2i generate)', { skip }, () => {
   it('defaults to the repository tiny model', () => {
-    assert.equal(DEFAULT_MODEL_DIRECTORY, TINY_MODEL_DIR);
+    assert.equal(DEFAULT_MODEL_DIR, TINY_MODEL_DIR);
   });
 
   it('writes byte-identical PNGs for the same seed, a different one for another seed, with metadata', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 't2i-generate-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
     const options = { prompt: 'a red fox in snow, 雪', seed: 42, steps: 3, width: 48, height: 32, guidance: 4 };
-    const first = await runGenerate({ ...options, output: join(dir, 'a.png') });
-    await runGenerate({ ...options, output: join(dir, 'nested', 'b.png') });
-    await runGenerate({ ...options, seed: 43, output: join(dir, 'c.png') });
+    const first = await generateFile({ ...options, output: join(dir, 'a.png') });
+    await generateFile({ ...options, output: join(dir, 'nested', 'b.png') });
+    await generateFile({ ...options, seed: 43, output: join(dir, 'c.png') });
     const [a, b, c] = await Promise.all(['a.png', 'nested/b.png', 'c.png'].map((name) => readFile(join(dir, name))));
     assert.ok(a!.equals(b!), 'same seed must give the same bytes');
     assert.ok(!a!.equals(c!), 'another seed must give another image');
@@ -44,7 +45,7 @@ describe('runGenerate (t2i generate)', { skip }, () => {
   it('uses the model defaults (t2i.json) when options are left out', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 't2i-generate-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    const result = await runGenerate({ prompt: 'x', output: join(dir, 'x.png') });
+    const result = await generateFile({ prompt: 'x', output: join(dir, 'x.png') });
     assert.deepEqual(
       {
         width: result.width,
@@ -62,7 +63,7 @@ describe('runGenerate (t2i generate)', { skip }, () => {
     const dir = await mkdtemp(join(tmpdir(), 't2i-generate-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
     await assert.rejects(
-      runGenerate({ prompt: 'x', width: 50, output: join(dir, 'x.png') }),
+      generateFile({ prompt: 'x', width: 50, output: join(dir, 'x.png') }),
       (error: unknown) =>
         error instanceof EngineError && error.code === 'BAD_REQUEST' && /width must be a positive multiple of 4/.test(error.message),
     );
