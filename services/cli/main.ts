@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { T2iError, describeError } from '../common/errors.ts';
 import { registerEvalCommands } from './eval-command.ts';
 import { registerGenerateCommands } from './generate-command.ts';
+import { registerModelCommands } from './model-command.ts';
 import { registerProduceCommands } from './produce-command.ts';
 import { registerQueryCommands } from './query-command.ts';
 import { registerRunCommands } from './run-command.ts';
@@ -23,6 +24,7 @@ registerSinkCommands(program);
 registerQueryCommands(program);
 registerGenerateCommands(program);
 registerEvalCommands(program);
+registerModelCommands(program);
 registerStackCommands(program);
 
 try {

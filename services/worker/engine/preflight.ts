@@ -81,6 +81,7 @@ const GPU_ONLY_OPERATORS = new Set([
   'com.microsoft:BiasSplitGelu',
   'com.microsoft:BiasAdd',
   'com.microsoft:NhwcConv',
+  'com.microsoft:RelativePositionBias',
 ]);
 
 function detectUnsupportedLayout(directory: string, entries: Set<string>): { layout: string; issue: PreflightIssue } | undefined {

@@ -51,7 +51,10 @@ export interface SyntheticNode {
 export interface SyntheticInitializer {
   name: string;
   dims: number[];
-  int64Values: number[];
+  /** Values stored in the model (int64). */
+  int64Values?: number[];
+  /** Or float32 weights stored in an external file next to the model (nothing is written there). */
+  external?: { location: string; offset?: number };
 }
 
 function nodeProto(node: SyntheticNode, index: number): number[] {
@@ -69,6 +72,20 @@ function nodeProto(node: SyntheticNode, index: number): number[] {
 }
 
 function initializerProto(initializer: SyntheticInitializer): number[] {
+  if (initializer.external) {
+    // TensorProto: dims=1, data_type=2 (FLOAT = 1), name=8, external_data=13 (key=1, value=2), data_location=14 (EXTERNAL = 1)
+    const length = initializer.dims.reduce((a, b) => a * b, 1) * 4;
+    const entry = (key: string, value: string) => field(13, 2, [...field(1, 2, text(key)), ...field(2, 2, text(value))]);
+    return field(5, 2, [
+      ...initializer.dims.flatMap((dim) => field(1, 0, dim)),
+      ...field(2, 0, ONNX_ELEMENT_TYPE.float),
+      ...field(8, 2, text(initializer.name)),
+      ...entry('location', initializer.external.location),
+      ...entry('offset', String(initializer.external.offset ?? 0)),
+      ...entry('length', String(length)),
+      ...field(14, 0, 1),
+    ]);
+  }
   // TensorProto: dims=1, data_type=2 (INT64 = 7), int64_data=7, name=8
   return field(5, 2, [
     ...initializer.dims.flatMap((dim) => field(1, 0, dim)),
@@ -76,7 +93,7 @@ function initializerProto(initializer: SyntheticInitializer): number[] {
     ...field(
       7,
       2,
-      initializer.int64Values.flatMap((value) => varint(value)),
+      (initializer.int64Values ?? []).flatMap((value) => varint(value)),
     ),
     ...field(8, 2, text(initializer.name)),
   ]);
