@@ -44,6 +44,12 @@ export interface ModelConfig {
   readonly allowCpuFallback: boolean;
   /** onnxruntime intra-op threads (`T2I_INTRA_OP_THREADS`); 0 lets onnxruntime choose. */
   readonly intraOpThreads: number;
+  /** GPU ordinal for cuda/tensorrt (`T2I_DEVICE_ID`). Default 0. */
+  readonly deviceId: number;
+  /** TensorRT: build fp16 engines (`T2I_TENSORRT_FP16`). Default true. */
+  readonly tensorrtFp16: boolean;
+  /** TensorRT: cache built engines in this folder (`T2I_TENSORRT_CACHE_DIR`); building takes minutes. */
+  readonly tensorrtCacheDir: string | undefined;
 }
 
 export interface Config {
@@ -85,10 +91,16 @@ export const CONFIG_VARIABLES = [
   'T2I_EXECUTION_PROVIDER',
   'T2I_ALLOW_CPU_FALLBACK',
   'T2I_INTRA_OP_THREADS',
+  'T2I_DEVICE_ID',
+  'T2I_TENSORRT_FP16',
+  'T2I_TENSORRT_CACHE_DIR',
   'T2I_HTTP_PORT',
   'T2I_LOG_LEVEL',
   'T2I_QUERY_TOKEN',
 ] as const;
+
+const optionalPath = (value: string | undefined): string | undefined =>
+  value === undefined || value === '' ? undefined : path.resolve(value);
 
 /**
  * Parses the environment once into a frozen, typed Config. Every problem is reported at once, each
@@ -147,6 +159,9 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     executionProvider: read.oneOf('T2I_EXECUTION_PROVIDER', ['cpu', 'cuda', 'tensorrt'] as const, 'cpu'),
     allowCpuFallback: read.bool('T2I_ALLOW_CPU_FALLBACK', false),
     intraOpThreads: read.int('T2I_INTRA_OP_THREADS', 0, { min: 0, max: 1024 }),
+    deviceId: read.int('T2I_DEVICE_ID', 0, { min: 0, max: 64 }),
+    tensorrtFp16: read.bool('T2I_TENSORRT_FP16', true),
+    tensorrtCacheDir: optionalPath(read.raw('T2I_TENSORRT_CACHE_DIR')),
   };
 
   const queryToken = read.raw('T2I_QUERY_TOKEN');
