@@ -33,6 +33,8 @@ export interface ImageResult {
   worker: string;
   inferenceMs: number;
   createdAt: number;
+  /** JSON `{clip?: {tokens, limit}, t5?: {tokens, limit}}` when a tokenizer cut the prompt short; else null (v2). */
+  truncation: string | null;
 }
 
 export type ErrorStage = 'parse' | 'validate' | 'engine' | 'encode' | 'upload';

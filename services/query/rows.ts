@@ -27,17 +27,21 @@ export function promptsOf(row: Record<string, unknown>): string[] {
 export function rowView(line: Line): RowView | undefined {
   const data = parseObject(line.text);
   if (!data) return undefined;
-  const uris = Array.isArray(data.images) ? data.images.filter((u): u is string => typeof u === 'string') : [];
+  // images[k] / image_meta[k] belong to prompt k; null marks a prompt that failed (see errors.jsonl).
+  const uris: unknown[] = Array.isArray(data.images) ? data.images : [];
   const metas = Array.isArray(data.image_meta) ? data.image_meta : [];
-  const images: ImageRef[] = uris.map((uri, i) => {
+  const images: ImageRef[] = uris.flatMap((uri, i) => {
+    if (typeof uri !== 'string') return [];
     const parsed = parseImageUri(uri);
     const meta = metas[i];
-    return {
-      uri,
-      row: parsed?.row ?? null,
-      k: parsed?.k ?? null,
-      ...(typeof meta === 'object' && meta !== null ? { meta: meta as ImageMeta } : {}),
-    };
+    return [
+      {
+        uri,
+        row: parsed?.row ?? null,
+        k: parsed?.k ?? null,
+        ...(typeof meta === 'object' && meta !== null ? { meta: meta as ImageMeta } : {}),
+      },
+    ];
   });
   const row = images.find((image) => image.row !== null)?.row ?? null;
   return { row, offset: line.start, prompts: promptsOf(data), images, data };

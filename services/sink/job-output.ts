@@ -1,4 +1,5 @@
 import { ENTRY_IMAGE, type ErrorPayload, type ImagePayload, type PartEntry } from './part-format.ts';
+import { oneLine, spliceRow } from './row-splice.ts';
 
 /** What one assembly pass over a job's merged entries found; feeds manifest.json and the completed event. */
 export interface AssemblyStats {
@@ -31,7 +32,7 @@ export interface AssemblyTarget {
  * letters first) into output.jsonl and errors.jsonl lines, one row at a time: memory holds one row.
  *
  * - a row with at least one image → output.jsonl: the original row with `images` and `image_meta`
- *   (ordered by prompt index) appended;
+ *   appended, both indexed by prompt (entry k belongs to prompt k; null where prompt k failed);
  * - each failed prompt → an errors.jsonl record `{line, row, prompt_index, prompt, stage, error}`, so a
  *   partly failed row is in both files and a wholly failed row only in errors.jsonl;
  * - each bad row → `{line, row, stage, error, raw}` (row: the parsed row when it parsed, else null).
@@ -59,12 +60,10 @@ export async function assembleJobOutput(entries: AsyncIterable<PartEntry>, targe
     if (currentRow < 0) return;
     if (images.length > 0) {
       const first = images[0] as { image: ImagePayload };
-      await target.output(
-        outputLine(
-          first.image.rowJson,
-          images.map((i) => i.image),
-        ),
-      );
+      const slots = Math.max(first.image.promptCount, ...images.map((i) => i.index + 1));
+      const aligned: (ImagePayload | null)[] = Array.from({ length: slots }, () => null);
+      for (const { index, image } of images) aligned[index] = image;
+      await target.output(outputLine(first.image.rowJson, aligned));
       stats.rows++;
       stats.images += images.length;
       if (failures > 0) stats.partialRows++;
@@ -102,26 +101,31 @@ export async function assembleJobOutput(entries: AsyncIterable<PartEntry>, targe
   return stats;
 }
 
+/** One image_meta entry: the generation settings, and the tokenizers' truncation when a prompt was cut. */
+export function imageMeta(image: ImagePayload): Record<string, unknown> {
+  const meta: Record<string, unknown> = {
+    seed: image.seed,
+    width: image.width,
+    height: image.height,
+    steps: image.steps,
+    guidance: image.guidance,
+    model: image.model,
+  };
+  if (image.truncation) meta.truncated = JSON.parse(image.truncation) as unknown;
+  return meta;
+}
+
 /**
- * The row as it came in, with `images` and `image_meta` appended. The original JSON text is kept byte for
- * byte (its keys, their order and number formatting) by splicing before its closing brace; only when that
- * is not safe (it already has those keys, spans lines, or is not an object) is it parsed and re-serialised.
+ * The row as it came in, with `images` and `image_meta` appended (entry k for prompt k, null where it
+ * failed). The row's text is spliced, never re-serialised, so every field stays byte for byte (see
+ * row-splice.ts); members the row already had under those names are kept as `input_images` /
+ * `input_image_meta`.
  */
-export function outputLine(rowJson: string, images: ImagePayload[]): string {
+export function outputLine(rowJson: string, images: readonly (ImagePayload | null)[]): string {
   const appended =
-    `"images":${JSON.stringify(images.map((i) => i.uri))},` +
-    `"image_meta":${JSON.stringify(images.map((i) => ({ seed: i.seed, width: i.width, height: i.height, steps: i.steps, guidance: i.guidance, model: i.model })))}`;
-  const text = rowJson.trim();
-  const parsed = parseObject(text);
-  if (parsed && !/[\r\n]/.test(text) && !Object.hasOwn(parsed, 'images') && !Object.hasOwn(parsed, 'image_meta')) {
-    const body = text.slice(0, -1).trimEnd();
-    return `${body}${Object.keys(parsed).length > 0 ? ',' : ''}${appended}}`;
-  }
-  const base: Record<string, unknown> = parsed ? { ...parsed } : { row: safeParse(text) };
-  delete base.images;
-  delete base.image_meta;
-  const rest = JSON.stringify(base);
-  return `${rest.slice(0, -1)}${rest.length > 2 ? ',' : ''}${appended}}`;
+    `"images":${JSON.stringify(images.map((i) => i?.uri ?? null))},` +
+    `"image_meta":${JSON.stringify(images.map((i) => (i ? imageMeta(i) : null)))}`;
+  return spliceRow(rowJson, appended);
 }
 
 /** One errors.jsonl record; key order: line, row, [prompt_index, prompt,] stage, error, [raw]. */
@@ -134,23 +138,14 @@ export function errorLine(line: number, promptIndex: number, letter: ErrorPayloa
   return `${out}}`;
 }
 
-/** The row's JSON text when it is one valid single-line JSON value, else its re-serialisation (or null). */
+/** The row's JSON text on one line, as it came (not re-serialised); null when it is not valid JSON. */
 function rowAsJson(rowJson: string): string {
   const text = rowJson.trim();
-  const value = safeParse(text);
-  if (value === undefined) return 'null';
-  return /[\r\n]/.test(text) ? JSON.stringify(value) : text;
-}
-
-function safeParse(text: string): unknown {
   try {
-    return JSON.parse(text) as unknown;
+    // Validation only (JSON.parse is iterative in V8; stringify, which is not, is never used on rows).
+    JSON.parse(text);
   } catch {
-    return undefined;
+    return 'null';
   }
-}
-
-function parseObject(text: string): Record<string, unknown> | undefined {
-  const value = safeParse(text);
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  return oneLine(text);
 }

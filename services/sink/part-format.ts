@@ -18,7 +18,7 @@ export type EntryKind = typeof ENTRY_IMAGE | typeof ENTRY_ERROR;
 export type ImagePayload = Pick<
   ImageResult,
   'uri' | 'seed' | 'width' | 'height' | 'steps' | 'guidance' | 'model' | 'rowJson' | 'promptCount' | 'inferenceMs' | 'createdAt'
->;
+> & { truncation?: string | null };
 
 /** What errors.jsonl needs from a DeadLetter. */
 export type ErrorPayload = Pick<DeadLetter, 'error' | 'raw' | 'prompt' | 'rowJson' | 'promptCount' | 'attempts'> & { stage: string };
@@ -48,6 +48,7 @@ export function imageEntryLine(result: ImageResult): string {
     promptCount: result.promptCount,
     inferenceMs: result.inferenceMs,
     createdAt: result.createdAt,
+    ...(result.truncation ? { truncation: result.truncation } : {}),
   };
   return `${result.row}\t${result.promptIndex}\t${ENTRY_IMAGE}\t${JSON.stringify(payload)}`;
 }

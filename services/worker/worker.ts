@@ -385,6 +385,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
           worker: options.workerId,
           inferenceMs: engineMs / items.length,
           createdAt: Date.now(),
+          truncation: image.truncation ? JSON.stringify(image.truncation) : null,
         };
         results.push({ item, message: { key: `${r.jobId}/${r.row}`, value, traceContext: ctx } });
       }),

@@ -31,10 +31,33 @@ test('output rows keep the original JSON text and get images and image_meta appe
     outputLine('{}', [image('u', 1)]),
     '{"images":["u"],"image_meta":[{"seed":1,"width":64,"height":48,"steps":4,"guidance":3.5,"model":"m"}]}',
   );
-  // A row that already has `images` is re-serialised so the key is not duplicated.
-  const replaced = JSON.parse(outputLine('{"images":["old"],"a":1}', [image('u', 1)])) as Record<string, unknown>;
-  assert.deepEqual(Object.keys(replaced), ['a', 'images', 'image_meta']);
-  assert.deepEqual(replaced.images, ['u']);
+});
+
+test('every field of a row reaches output.jsonl byte for byte, whatever the row holds (issue 15, item 5)', () => {
+  const meta = '[{"seed":1,"width":64,"height":48,"steps":4,"guidance":3.5,"model":"m"}]';
+  // A row that already has `images` / `image_meta`: kept under input_*, values untouched, one key each.
+  const fields = '"big":12345678901234567890123,"f":1.50,"huge":1e400,"u":"\\u00e9\\n"';
+  assert.equal(
+    outputLine(`{"images":["old", 1.0],${fields},"image_meta":{"k": 2.50}}`, [image('u', 1)]),
+    `{"input_images":["old", 1.0],${fields},"input_image_meta":{"k": 2.50},"images":["u"],"image_meta":${meta}}`,
+  );
+  // Line breaks between tokens (a lone CR) become spaces; nothing inside strings changes.
+  assert.equal(outputLine('{"a":1.50,\r"b":"x\\ry"}', [image('u', 1)]), `{"a":1.50, "b":"x\\ry","images":["u"],"image_meta":${meta}}`);
+  // A row nested 5000 deep: no recursion, no re-serialisation.
+  const deep = `{"d":${'['.repeat(5000)}1.0${']'.repeat(5000)}}`;
+  const line = outputLine(deep, [image('u', 1)]);
+  assert.ok(line.startsWith(deep.slice(0, -1)));
+  assert.equal(line.length, deep.length + `,"images":["u"],"image_meta":${meta}`.length);
+});
+
+test('images and image_meta are indexed by prompt: null where a middle prompt failed (issue 15, item 10)', () => {
+  const line = JSON.parse(outputLine('{"p":1}', [image('u0', 0), null, image('u2', 2)])) as { images: unknown[]; image_meta: unknown[] };
+  assert.deepEqual(line.images, ['u0', null, 'u2']);
+  assert.equal(line.image_meta[1], null);
+  const truncated = JSON.parse(outputLine('{}', [{ ...image('u', 1), truncation: '{"clip":{"tokens":90,"limit":77}}' }])) as {
+    image_meta: { truncated?: unknown }[];
+  };
+  assert.deepEqual(truncated.image_meta[0]?.truncated, { clip: { tokens: 90, limit: 77 } });
 });
 
 test('error records: bad rows carry raw, prompt failures carry prompt_index and prompt', () => {
@@ -87,7 +110,7 @@ test('assembly: input order, partial rows in both files, wholly failed rows only
     rows[1]?.image_meta.map((m) => m.seed),
     [2000, 2001, 2002],
   );
-  assert.deepEqual(rows[2]?.images, ['s3://images/jobs/j/images/000000004-0.png']);
+  assert.deepEqual(rows[2]?.images, ['s3://images/jobs/j/images/000000004-0.png', null]);
   const errs = errors.map((l) => JSON.parse(l) as { line: number; prompt_index?: number });
   assert.deepEqual(
     errs.map((e) => [e.line, e.prompt_index]),

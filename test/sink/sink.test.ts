@@ -63,14 +63,15 @@ test('a varied job: input order, images and image_meta, errors with line numbers
 
   const uri = (row: number, k: number) => `s3://images/jobs/${jobId}/images/${String(row).padStart(9, '0')}-${k}.png`;
   const meta = (row: number, k: number) => `{"seed":${row * 1000 + k},"width":64,"height":64,"steps":4,"guidance":3.5,"model":"tiny-flux"}`;
-  const expectRow = (rowJson: string, row: number, ks: number[]) =>
-    `${rowJson.slice(0, -1)},"images":[${ks.map((k) => JSON.stringify(uri(row, k))).join(',')}],"image_meta":[${ks.map((k) => meta(row, k)).join(',')}]}`;
+  // Entry k belongs to prompt k: a failed prompt leaves null in both arrays.
+  const expectRow = (rowJson: string, row: number, ks: (number | null)[]) =>
+    `${rowJson.slice(0, -1)},"images":[${ks.map((k) => (k === null ? 'null' : JSON.stringify(uri(row, k)))).join(',')}],"image_meta":[${ks.map((k) => (k === null ? 'null' : meta(row, k))).join(',')}]}`;
   assert.equal(
     output,
     [
       expectRow(ROWS[0]!.rowJson!, 1, [0]),
       expectRow(ROWS[1]!.rowJson!, 2, [0, 1, 2]),
-      expectRow(ROWS[3]!.rowJson!, 4, [0]),
+      expectRow(ROWS[3]!.rowJson!, 4, [0, null]),
       expectRow(ROWS[6]!.rowJson!, 8, [0]),
       expectRow(ROWS[7]!.rowJson!, 9, [0]),
       expectRow(ROWS[8]!.rowJson!, 10, [0]),

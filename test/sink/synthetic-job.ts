@@ -59,6 +59,7 @@ export function imageResult(
     worker: 'synthetic',
     inferenceMs: 12.5,
     createdAt: 1_700_000_000_000 + row,
+    truncation: null,
   };
 }
 
