@@ -75,7 +75,12 @@ export function rowKey(jobId: string, row: number): string {
   return `${jobId}/${row}`;
 }
 
-export const JOB_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+/**
+ * A job id: 1-64 letters, digits, ".", "_" or "-", and not "." or ".." (it names a folder of the bucket).
+ * The one check for every service: producer, run, sink, query.
+ */
+export const JOB_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,64}$/;
+export const JOB_ID_RULE = '1 to 64 letters, digits, ".", "_" or "-", and not "." or ".."';
 
 /** Deterministic image key, so a retry overwrites instead of duplicating. */
 export function imageKey(jobId: string, row: number, promptIndex: number): string {

@@ -20,12 +20,15 @@ export interface LineSplitterOptions {
 const LF = 0x0a;
 const CR = 0x0d;
 
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 /**
  * Splits a byte stream into lines, chunk by chunk, without ever holding more than `maxLineBytes` of one
  * line: the part of a line that crosses a chunk boundary is kept as a list of slices, and a line that
- * grows over the limit is cut to its head and the rest is skipped up to the next newline. Drops a UTF-8
- * BOM at the start of the input and the CR of CRLF endings. Synchronous (push-style), so the caller
- * handles a whole chunk's lines without a promise per line.
+ * grows over the limit is cut to its head and the rest is skipped up to the next newline. Line endings
+ * are LF, CRLF or a lone CR (classic Mac files), even when a CRLF is split across chunks; a UTF-8 BOM at
+ * the start is dropped, even when it is split across the first chunks. Synchronous (push-style), so the
+ * caller handles a whole chunk's lines without a promise per line.
  */
 export class LineSplitter {
   private lineNo = 0;
@@ -33,41 +36,67 @@ export class LineSplitter {
   private pendingBytes = 0;
   /** Bytes of the current line seen so far while it is being skipped (over the limit); -1 when not skipping. */
   private skippedLength = -1;
-  private atStart = true;
+  /** The first bytes of the input, held until they show whether a BOM starts it. */
+  private head: Buffer | undefined = Buffer.alloc(0);
+  /** The previous chunk ended with CR: an LF starting this chunk belongs to that CRLF. */
+  private afterCr = false;
 
   constructor(private readonly options: LineSplitterOptions) {}
 
   /** Feeds a chunk; calls `onLine` for each line it completes. */
-  push(chunk: Buffer, onLine: (line: InputLine) => void): void {
-    let start = 0;
-    if (this.atStart) {
-      // The BOM may be split across the first chunks in theory; inputs with 1-2 byte first chunks do not happen here.
-      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) start = 3;
-      if (chunk.length > 0) this.atStart = false;
+  push(input: Buffer, onLine: (line: InputLine) => void): void {
+    let chunk = input;
+    if (this.head !== undefined) {
+      const seen = Buffer.concat([this.head, chunk]);
+      if (seen.length < BOM.length && BOM.subarray(0, seen.length).equals(seen)) {
+        this.head = seen;
+        return;
+      }
+      this.head = undefined;
+      chunk = seen.subarray(0, BOM.length).equals(BOM) ? seen.subarray(BOM.length) : seen;
     }
+    let start = 0;
+    if (this.afterCr && chunk.length > 0) {
+      if (chunk[0] === LF) start = 1;
+      this.afterCr = false;
+    }
+    // Next CR and LF positions, each searched again only once passed (no rescans of the chunk per line).
+    let nextLf = chunk.indexOf(LF, start);
+    let nextCr = chunk.indexOf(CR, start);
     while (start < chunk.length) {
-      const end = chunk.indexOf(LF, start);
+      if (nextLf !== -1 && nextLf < start) nextLf = chunk.indexOf(LF, start);
+      if (nextCr !== -1 && nextCr < start) nextCr = chunk.indexOf(CR, start);
+      const end = nextLf === -1 ? nextCr : nextCr === -1 ? nextLf : Math.min(nextLf, nextCr);
       if (end === -1) {
         this.append(chunk.subarray(start));
         return;
       }
-      if (this.pendingBytes === 0 && this.skippedLength < 0) {
-        // Fast path: the whole line is inside this chunk.
-        const length = end - start;
-        if (length <= this.options.maxLineBytes + 1) {
-          this.emitWhole(chunk.subarray(start, end), onLine);
-          start = end + 1;
-          continue;
-        }
+      // After the line: skip its ending (LF, CR, or CR LF, the LF possibly in the next chunk).
+      let next = end + 1;
+      if (chunk[end] === CR) {
+        if (end + 1 < chunk.length) {
+          if (chunk[end + 1] === LF) next = end + 2;
+        } else this.afterCr = true;
       }
-      this.append(chunk.subarray(start, end));
-      this.emitPending(onLine);
-      start = end + 1;
+      if (this.pendingBytes === 0 && this.skippedLength < 0 && end - start <= this.options.maxLineBytes) {
+        // Fast path: the whole line is inside this chunk.
+        this.emitWhole(chunk.subarray(start, end), onLine);
+      } else {
+        this.append(chunk.subarray(start, end));
+        this.emitPending(onLine);
+      }
+      start = next;
     }
   }
 
   /** Ends the input: emits a last line that had no newline. */
   end(onLine: (line: InputLine) => void): void {
+    if (this.head !== undefined && this.head.length > 0) {
+      // An input of one or two bytes that look like the start of a BOM: they are the content.
+      const head = this.head;
+      this.head = undefined;
+      this.append(head);
+    }
     if (this.pendingBytes > 0 || this.skippedLength >= 0) this.emitPending(onLine);
   }
 
@@ -82,8 +111,7 @@ export class LineSplitter {
       this.skippedLength += slice.length;
       return;
     }
-    // One byte over the limit is allowed here: it may be the CR of a CRLF ending.
-    if (this.pendingBytes + slice.length > this.options.maxLineBytes + 1) {
+    if (this.pendingBytes + slice.length > this.options.maxLineBytes) {
       const head = Buffer.concat([...this.pending, slice], this.pendingBytes + slice.length).subarray(0, this.options.keepBytes);
       this.skippedLength = this.pendingBytes + slice.length;
       // Copy the head so the big chunks behind it can be freed.
@@ -98,20 +126,18 @@ export class LineSplitter {
 
   private emitWhole(bytes: Buffer, onLine: (line: InputLine) => void): void {
     this.lineNo++;
-    let length = bytes.length;
-    if (length > 0 && bytes[length - 1] === CR) length--;
+    const length = bytes.length;
     if (length > this.options.maxLineBytes) {
       onLine({ lineNo: this.lineNo, bytes: Buffer.from(bytes.subarray(0, this.options.keepBytes)), truncated: true, length });
       return;
     }
-    onLine({ lineNo: this.lineNo, bytes: length === bytes.length ? bytes : bytes.subarray(0, length), truncated: false, length });
+    onLine({ lineNo: this.lineNo, bytes, truncated: false, length });
   }
 
   private emitPending(onLine: (line: InputLine) => void): void {
     if (this.skippedLength >= 0) {
       this.lineNo++;
       const head = this.pending[0] ?? Buffer.alloc(0);
-      // The skipped part cannot be inspected any more; a CRLF ending costs one byte of the reported length.
       onLine({ lineNo: this.lineNo, bytes: head, truncated: true, length: this.skippedLength });
     } else {
       const bytes = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);

@@ -4,7 +4,7 @@ import { ulid } from 'ulid';
 import type { Config } from '../common/config.ts';
 import { T2iError } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
-import { JOB_ID_PATTERN } from '../common/messages.ts';
+import { JOB_ID_PATTERN, JOB_ID_RULE } from '../common/messages.ts';
 import { OVERRIDE_FIELDS, overrideProblem, type GenerationOverrides, type OverrideField } from './overrides.ts';
 import type { ProduceProgress } from './types.ts';
 
@@ -95,7 +95,7 @@ const DEFAULT_TUNING: Required<ProduceTuning> = {
 export function resolveProduceOptions(options: Omit<ProduceOptions, 'config' | 'input'>): ResolvedProduceOptions {
   const problems: string[] = [];
   const jobId = options.jobId ?? ulid();
-  if (!JOB_ID_PATTERN.test(jobId)) problems.push(`job id ${JSON.stringify(jobId)}: use 1 to 64 letters, digits, ".", "_" or "-"`);
+  if (!JOB_ID_PATTERN.test(jobId)) problems.push(`job id ${JSON.stringify(jobId)}: use ${JOB_ID_RULE}`);
   const promptKey = options.promptKey ?? DEFAULT_PROMPT_KEY;
   if (promptKey === '') problems.push('prompt key: must not be empty');
   const defaults: JobDefaults = {};

@@ -2,7 +2,7 @@
  * The bucket layout the sink and workers write (design.md, Output), and the checks that keep every key
  * the query service reads inside one job's prefix.
  */
-import { JOB_ID_PATTERN, imageKey, jobPrefix } from '../common/messages.ts';
+import { JOB_ID_PATTERN, JOB_ID_RULE, imageKey, jobPrefix } from '../common/messages.ts';
 import { badRequest } from './query-error.ts';
 
 export const JOBS_PREFIX = 'jobs/';
@@ -23,8 +23,8 @@ const PRIVATE_FOLDERS = new Set(['_sink']);
 
 /** The job id, or a 400 answer naming the pattern. */
 export function validateJobId(jobId: string): string {
-  if (!JOB_ID_PATTERN.test(jobId) || jobId === '.' || jobId === '..') {
-    throw badRequest(`invalid job id ${JSON.stringify(jobId.slice(0, 80))}: expected ${JOB_ID_PATTERN.source} (and not "." or "..")`);
+  if (!JOB_ID_PATTERN.test(jobId)) {
+    throw badRequest(`invalid job id ${JSON.stringify(jobId.slice(0, 80))}: expected ${JOB_ID_RULE}`);
   }
   return jobId;
 }

@@ -17,7 +17,7 @@ import { AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
 import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
-import { JOB_ID_PATTERN, jobPrefix, type JobEvent } from '../common/messages.ts';
+import { JOB_ID_PATTERN, JOB_ID_RULE, jobPrefix, type JobEvent } from '../common/messages.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { PACKAGE_ROOT } from '../common/paths.ts';
 import { ProgressBar, type ProgressOutput } from '../common/progress.ts';
@@ -73,8 +73,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
   const { config, say } = options;
   if (!fs.existsSync(options.input)) throw new T2iError('INPUT_INVALID', `input file not found: ${options.input}`);
   const jobId = options.jobId ?? ulid();
-  if (!JOB_ID_PATTERN.test(jobId))
-    throw new T2iError('INPUT_INVALID', `--job ${JSON.stringify(jobId)}: a job id is 1-64 letters, digits, ".", "_" or "-"`);
+  if (!JOB_ID_PATTERN.test(jobId)) throw new T2iError('INPUT_INVALID', `--job ${JSON.stringify(jobId)}: a job id is ${JOB_ID_RULE}`);
   const workers = options.workers ?? 1;
   if (!Number.isInteger(workers) || workers < 1 || workers > 64)
     throw new T2iError('INPUT_INVALID', `--workers ${workers}: expected a whole number from 1 to 64`);

@@ -49,6 +49,9 @@ test('options: job id validated with a clear error, generated as a ULID when abs
       error instanceof T2iError && error.code === 'CONFIG_INVALID' && /job id "bad id\/1": use 1 to 64 letters/.test(error.message),
   );
   assert.throws(() => resolveProduceOptions({ jobId: 'x'.repeat(65) }), /job id/);
+  // "." and ".." name the bucket's jobs/ folder itself or its parent (issue 15, item 9).
+  for (const jobId of ['.', '..']) assert.throws(() => resolveProduceOptions({ jobId }), /job id "\.{1,2}": use .*not "\." or "\.\."/);
+  assert.equal(resolveProduceOptions({ jobId: '...' }).jobId, '...');
   assert.throws(
     () => resolveProduceOptions({ defaults: parseDefaultsSpec('steps=0,width=100') }),
     /default width must be .*default steps must be|default steps must be/,
