@@ -3,7 +3,7 @@ import { stackOptionsFromEnv } from '../../deploy/local/stack.ts';
 import { T2iError } from '../common/errors.ts';
 import { createLogger } from '../common/logger.ts';
 import { parseDefaultsSpec } from '../producer/options.ts';
-import { runJob } from '../run/run-job.ts';
+import { RunInterrupted, runJob } from '../run/run-job.ts';
 import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
 
 interface RunFlags extends ConnectionFlags {
@@ -39,20 +39,47 @@ export function registerRunCommands(program: Command): void {
         throw new T2iError('CONFIG_INVALID', `--timeout ${JSON.stringify(flags.timeout)}: expected a number of seconds`);
       const logger = createLogger('run', config.logLevel === 'info' ? 'warn' : config.logLevel);
       const say = (line: string) => process.stderr.write(`${line}\n`);
-      const result = await runJob({
-        config,
-        input: file,
-        workers,
-        stack: stackOptionsFromEnv(),
-        say,
-        logger,
-        ...(flags.job ? { jobId: flags.job } : {}),
-        ...(flags.out ? { out: flags.out } : {}),
-        ...(flags.promptKey ? { promptKey: flags.promptKey } : {}),
-        ...(flags.defaults ? { defaults: parseDefaultsSpec(flags.defaults) } : {}),
-        ...(flags.keepStack ? { keepStack: true } : {}),
-        ...(timeout ? { timeoutMs: timeout * 1000 } : {}),
-      });
+      // SIGTERM (a supervisor, a CI timeout) and Ctrl-C stop the job cleanly: the workers and the sink it
+      // started are stopped before it exits, never left running. A second signal exits at once.
+      const abort = new AbortController();
+      const signals = { SIGTERM: 143, SIGINT: 130 } as const;
+      let exitCode: number | undefined;
+      for (const [name, code] of Object.entries(signals)) {
+        process.on(name, () => {
+          if (exitCode !== undefined) process.exit(exitCode);
+          exitCode = code;
+          say(`\n${name}: stopping the job's workers and sink (again to quit at once)…`);
+          abort.abort(name);
+        });
+      }
+      let result: Awaited<ReturnType<typeof runJob>>;
+      try {
+        result = await runJob({
+          signal: abort.signal,
+          config,
+          input: file,
+          workers,
+          stack: stackOptionsFromEnv(),
+          say,
+          logger,
+          ...(flags.job ? { jobId: flags.job } : {}),
+          ...(flags.out ? { out: flags.out } : {}),
+          ...(flags.promptKey ? { promptKey: flags.promptKey } : {}),
+          ...(flags.defaults ? { defaults: parseDefaultsSpec(flags.defaults) } : {}),
+          ...(flags.keepStack ? { keepStack: true } : {}),
+          ...(timeout ? { timeoutMs: timeout * 1000 } : {}),
+        });
+      } catch (error) {
+        if (!(error instanceof RunInterrupted)) throw error;
+        const next =
+          error.stage === 'waiting'
+            ? `everything was produced and is safe on the topics: start \`t2i stack up\`, \`t2i worker\` and \`t2i sink\` to finish it, then \`t2i query jobs\``
+            : error.stage === 'producing'
+              ? 'producing was cut short, so the job can never complete: run the file again (a new job id)'
+              : 'nothing was produced';
+        say(`${error.reason}: job ${error.jobId} stopped while ${error.stage}; its workers and sink were stopped. ${next}.`);
+        process.exit(exitCode ?? 1);
+      }
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         return;

@@ -49,6 +49,19 @@ export interface RunJobOptions {
   logger: Logger;
   /** Extra environment for the children (tests). */
   childEnv?: Record<string, string>;
+  /** Aborting (SIGTERM, Ctrl-C) stops the job: producing ends, workers and sink are stopped, cleanup runs. */
+  signal?: AbortSignal;
+}
+
+/** Thrown when the run was stopped by its signal: says how far the job got. */
+export class RunInterrupted extends T2iError {
+  constructor(
+    readonly jobId: string,
+    readonly stage: 'starting' | 'producing' | 'waiting',
+    readonly reason: string,
+  ) {
+    super('CLOSED', `${reason}: job ${jobId} stopped while ${stage}`);
+  }
 }
 
 export interface RunJobResult {
@@ -80,6 +93,13 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
   const logDir = options.logDir ?? path.join(PACKAGE_ROOT, '.cache', 'run', jobId);
   fs.mkdirSync(logDir, { recursive: true });
 
+  let stage: RunInterrupted['stage'] = 'starting';
+  const aborted = new Promise<never>((_, reject) => {
+    const stop = () => reject(new RunInterrupted(jobId, stage, String(options.signal?.reason ?? 'interrupted')));
+    if (options.signal?.aborted) stop();
+    else options.signal?.addEventListener('abort', stop, { once: true });
+  });
+  aborted.catch(() => {});
   const cleanups: (() => Promise<void>)[] = [];
   const cleanup = async () => {
     for (const step of cleanups.reverse()) {
@@ -100,7 +120,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
         (!config.s3.endpoint || LOCAL_HOSTS.has(new URL(config.s3.endpoint).hostname));
       if (!local) throw kafkaUnavailable(config.kafka, new Error(`nothing answers at ${broker} / ${config.s3.endpoint ?? 'AWS S3'}`));
       say('no Kafka/S3 answering: starting the local stack (t2i stack up)');
-      await stackUp(options.stack, (line) => say(`  ${line}`));
+      await Promise.race([stackUp(options.stack, (line) => say(`  ${line}`)), aborted]);
       if (!options.keepStack) cleanups.push(() => stackDown(options.stack, (line) => say(`  ${line}`)));
     }
     const kafka = createKafka(config.kafka, options.logger, 't2i-run');
@@ -204,7 +224,9 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
         draw();
       },
     });
-    const summary = await Promise.race([produced, childFailure]);
+    stage = 'producing';
+    const summary = await Promise.race([produced, childFailure, aborted]);
+    stage = 'waiting';
     watch.state.prompts = summary.prompts;
     watch.state.badRows = summary.badRows;
     draw();
@@ -218,7 +240,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
           ).unref(),
         )
       : new Promise<never>(() => {});
-    const event = await Promise.race([watch.completed, childFailure, timeout]);
+    const event = await Promise.race([watch.completed, childFailure, timeout, aborted]);
     bar.update(watch.state.images + watch.state.promptErrors, {
       rows: summary.rows,
       prompts: summary.prompts,
