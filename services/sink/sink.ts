@@ -5,10 +5,10 @@ import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { monotonicFactory } from 'ulid';
-import type { AvroCodec } from '../common/avro.ts';
+import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
 import { topicNames, type TopicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
-import { ensureTopics, topicLayout } from '../common/kafka.ts';
+import { ensureTopics, headersToStrings, topicLayout } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { JOB_ID_PATTERN, jobPrefix, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
@@ -96,6 +96,8 @@ export class Sink {
 
   private dataConsumer?: Consumer;
   private jobsConsumer?: Consumer;
+  /** `topic:partition` paused at an undecodable message -> why (see block()). */
+  private readonly blocked = new Map<string, string>();
   private readonly jobs = new Map<string, JobState>();
   /** Jobs known complete (manifest seen or completed event read): their late messages are dropped. */
   private readonly completed = new Set<string>();
@@ -147,7 +149,7 @@ export class Sink {
 
   /** Ready: the results/errors consumer joined its group and the job events have been read up to where they were at start. */
   isReady(): boolean {
-    return this.getState() === 'RUNNING' && this.dataJoined && this.jobsCaughtUp;
+    return this.getState() === 'RUNNING' && this.dataJoined && this.jobsCaughtUp && this.blocked.size === 0;
   }
 
   stats(): SinkStats {
@@ -159,6 +161,7 @@ export class Sink {
       bufferedMessages: this.bufferedMessages,
       bufferedBytes: this.bufferedBytes,
       partsWritten: this.partsWritten,
+      blockedPartitions: this.blocked.size,
     };
   }
 
@@ -243,8 +246,13 @@ export class Sink {
     await consumer.subscribe({ topic: this.topics.jobs, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
-      eachMessage: async ({ partition, message }) => {
-        this.handleJobEvent(message);
+      eachMessage: async ({ topic, partition, message }) => {
+        if (this.blocked.has(`${topic}:${partition}`)) return;
+        if (!this.handleJobEvent(message)) {
+          this.block(topic, partition, message, new Error('undecodable job event'));
+          consumer.pause([{ topic, partitions: [partition] }]);
+          return;
+        }
         const target = this.jobsTargets.get(partition);
         if (target !== undefined && BigInt(message.offset) + 1n >= target) {
           this.jobsTargets.delete(partition);
@@ -313,7 +321,7 @@ export class Sink {
 
   private async handleBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
-    if (this.stopping) return;
+    if (this.stopping || this.blocked.has(`${batch.topic}:${batch.partition}`)) return;
     this.metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
     await this.serial(async () => {
       let spillSoon = false;
@@ -337,7 +345,12 @@ export class Sink {
           await this.flush(payload.heartbeat);
           spillSoon = false;
         }
-        spillSoon = (await this.ingest(batch.topic, message)) || spillSoon;
+        const outcome = await this.ingest(batch.topic, batch.partition, message);
+        if (outcome === 'blocked') {
+          payload.pause();
+          break;
+        }
+        spillSoon = outcome || spillSoon;
         last = message.offset;
       }
       note();
@@ -347,8 +360,31 @@ export class Sink {
     await payload.heartbeat();
   }
 
-  /** Buffers one result or dead letter; true when its job may now be complete. */
-  private async ingest(topic: string, message: KafkaMessage): Promise<boolean> {
+  /**
+   * One policy for a message the sink cannot decode (e.g. a schema newer than its own, mid rolling
+   * upgrade): never skip it and commit past it, which would leave its job one row short forever. Its
+   * partition is paused at that offset, readiness goes false, and the log and a metric say what to do;
+   * an upgraded sink continues from that offset.
+   */
+  private block(topic: string, partition: number, message: KafkaMessage, error: unknown): void {
+    const key = `${topic}:${partition}`;
+    if (this.blocked.has(key)) return;
+    this.blocked.set(key, describeError(error));
+    this.metrics.blocked.set(this.blocked.size);
+    this.logger.error(
+      {
+        topic,
+        partition,
+        offset: message.offset,
+        schema: headersToStrings(message.headers)[SCHEMA_HEADER] ?? null,
+        err: describeError(error),
+      },
+      `sink: cannot decode a message: ${topic}/${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: run a t2i version that knows this schema (upgrade the sink); it continues from this offset`,
+    );
+  }
+
+  /** Buffers one result or dead letter; true when its job may now be complete, 'blocked' when undecodable. */
+  private async ingest(topic: string, partition: number, message: KafkaMessage): Promise<boolean | 'blocked'> {
     const isResult = topic === this.topics.results;
     let value: ImageResult | DeadLetter;
     try {
@@ -357,8 +393,8 @@ export class Sink {
         : this.codec.decode('DeadLetter', message.value, message.headers);
     } catch (error) {
       this.metrics.messages.inc({ kind: isResult ? 'result' : 'error', outcome: 'undecodable' });
-      this.logger.warn({ err: error, topic, offset: message.offset }, `sink: skipping an undecodable message: ${describeError(error)}`);
-      return false;
+      this.block(topic, partition, message, error);
+      return 'blocked';
     }
     if (!JOB_ID_PATTERN.test(value.jobId) || !Number.isSafeInteger(value.row) || value.row < 1) {
       this.metrics.messages.inc({ kind: isResult ? 'result' : 'error', outcome: 'invalid' });
@@ -439,15 +475,15 @@ export class Sink {
     job.partLines = parts.reduce((sum, p) => sum + p.count, 0);
   }
 
-  private handleJobEvent(message: KafkaMessage): void {
+  /** false: the event cannot be decoded (the caller pauses the jobs partition). */
+  private handleJobEvent(message: KafkaMessage): boolean {
     let event: JobEvent;
     try {
       event = this.codec.decode('JobEvent', message.value, message.headers);
-    } catch (error) {
-      this.logger.warn({ err: error, offset: message.offset }, `sink: skipping an undecodable job event: ${describeError(error)}`);
-      return;
+    } catch {
+      return false;
     }
-    if (!JOB_ID_PATTERN.test(event.jobId)) return;
+    if (!JOB_ID_PATTERN.test(event.jobId)) return true;
     switch (event.type) {
       case 'started':
         if (!this.completed.has(event.jobId)) this.jobState(event.jobId).started = event;
@@ -466,6 +502,7 @@ export class Sink {
         this.logger.warn({ jobId: event.jobId, message: event.message }, `sink: job ${event.jobId} reported failed`);
         break;
     }
+    return true;
   }
 
   // ---------------------------------------------------------------- spill
@@ -898,6 +935,11 @@ function createSinkMetrics(registry: Registry, stats: () => SinkStats) {
     jobsCompleted: new Counter({
       name: 't2i_sink_jobs_completed_total',
       help: 'Jobs this process completed (manifest written)',
+      registers,
+    }),
+    blocked: new Gauge({
+      name: 't2i_sink_blocked_partitions',
+      help: 'Partitions paused at a message this sink cannot decode (upgrade it; readiness is false meanwhile)',
       registers,
     }),
     lag: new Gauge({

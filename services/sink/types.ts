@@ -66,4 +66,6 @@ export interface SinkStats {
   bufferedMessages: number;
   bufferedBytes: number;
   partsWritten: number;
+  /** Partitions paused at a message this sink cannot decode. */
+  blockedPartitions: number;
 }

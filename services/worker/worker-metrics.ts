@@ -54,6 +54,17 @@ export function createWorkerMetrics(registry: Registry) {
       help: 'time the engine waited for encode/upload/publish slots (downstream backpressure)',
       registers,
     }),
+    undecodable: new Counter({
+      name: 't2i_undecodable_messages_total',
+      help: 'messages that could not be decoded (e.g. a newer schema): their partition is paused, nothing after them is committed',
+      labelNames: ['service', 'topic'],
+      registers,
+    }),
+    blockedPartitions: new Gauge({
+      name: 't2i_worker_blocked_partitions',
+      help: 'partitions paused at a message this worker cannot decode (upgrade it; readiness is false meanwhile)',
+      registers,
+    }),
     inFlight: new Gauge({ name: 't2i_worker_in_flight', help: 'prompts taken from Kafka and not yet committed-ready', registers }),
     lag: new Gauge({
       name: 't2i_worker_partition_lag',

@@ -2,13 +2,13 @@ import { SpanKind, context as otelContext, trace, type Context, type Span } from
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config, type TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
 import { headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
+import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
 import { MessageProducer, type OutgoingMessage } from '../common/message-producer.ts';
-import { imageKey, type DeadLetter, type ImageResult, type PromptRequest } from '../common/messages.ts';
+import { imageKey, type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { extractTraceContext, tracer } from '../common/telemetry.ts';
@@ -141,25 +141,23 @@ export function createWorker(deps: WorkerDependencies): Worker {
     releaseSlot();
   }
 
-  /** A message we cannot decode is dead-lettered by its key, so its row is not silently lost. */
-  async function deadLetterUndecodable(message: KafkaMessage, error: unknown): Promise<void> {
-    const key = message.key?.toString('utf8') ?? '';
-    const slash = key.lastIndexOf('/');
-    const letter: DeadLetter = {
-      jobId: slash > 0 ? key.slice(0, slash) : 'unknown',
-      row: slash > 0 ? Number(key.slice(slash + 1)) || 0 : 0,
-      promptIndex: null,
-      promptCount: null,
-      stage: 'decode',
-      error: `undecodable prompt message: ${describeError(error)}`,
-      raw: message.value ? message.value.toString('base64').slice(0, 4096) : null,
-      prompt: null,
-      rowJson: null,
-      attempts: 1,
-      createdAt: Date.now(),
-    };
-    await retry(() => producer.send(topics.errors, 'DeadLetter', [{ key, value: letter }]), { onRetry: onTransient('kafka') });
-    metrics.deadLetters.inc();
+  /**
+   * One policy for a message we cannot decode (e.g. written with a schema newer than ours during a rolling
+   * upgrade): never dead-letter it or skip it. Its partition is paused at that offset, nothing from it on
+   * is committed, readiness goes false and the log says what to do; an upgraded worker (or a restart of
+   * this one once schemas/ has the version) takes it from there.
+   */
+  const blocked = new Map<number, string>();
+  function blockPartition(topic: string, partition: number, message: KafkaMessage, error: unknown): void {
+    metrics.undecodable.inc({ service: 'worker', topic });
+    if (blocked.has(partition)) return;
+    const reason = describeError(error);
+    blocked.set(partition, reason);
+    metrics.blockedPartitions.set(blocked.size);
+    logger.error(
+      { topic, partition, offset: message.offset, schema: headersToStrings(message.headers)[SCHEMA_HEADER] ?? null, err: reason },
+      `cannot decode a prompt message: partition ${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: run a t2i version that knows this schema (upgrade the worker), then it continues from this offset`,
+    );
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -188,7 +186,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
       }
     };
     let abandoned = false;
-    const stopTaking = () => draining || fatal !== undefined || rebalancing || !isRunning() || isStale();
+    const stopTaking = () => draining || fatal !== undefined || rebalancing || !isRunning() || isStale() || blocked.has(batch.partition);
     try {
       for (const message of batch.messages) {
         if (stopTaking()) break;
@@ -199,13 +197,10 @@ export function createWorker(deps: WorkerDependencies): Worker {
         try {
           done = toWorkItem(message, extractTraceContext(message.headers));
         } catch (error) {
-          logger.error(
-            { err: describeError(error), offset: message.offset, partition: batch.partition },
-            'cannot decode a prompt message: dead-lettering it',
-          );
-          done = deadLetterUndecodable(message, error)
-            .then(() => true)
-            .finally(releaseSlot);
+          releaseSlot();
+          blockPartition(batch.topic, batch.partition, message, error);
+          payload.pause();
+          break;
         }
         // Offsets are resolved strictly in order, each only after its image is uploaded and its result
         // acknowledged by the broker: a commit never covers a prompt whose outcome could still be lost.
@@ -506,7 +501,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     start,
     close: () => lifecycle.close(drain),
     getState: () => lifecycle.getState(),
-    isReady: () => lifecycle.getState() === 'RUNNING' && joined && fatal === undefined,
+    isReady: () => lifecycle.getState() === 'RUNNING' && joined && fatal === undefined && blocked.size === 0,
     metrics,
     done,
   };

@@ -70,7 +70,7 @@ function iTxtChunk(keyword: string, text: string): Buffer {
 
 /** tEXt (Latin-1) for ASCII text, else iTXt (UTF-8): what PIL, and so AUTOMATIC1111, writes. */
 function textChunk(keyword: string, text: string): Buffer {
-  if (/^[\x0a\x20-\x7e]*$/.test(text))
+  if (/^[\n\x20-\x7e]*$/.test(text))
     return pngChunk('tEXt', Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')]));
   return iTxtChunk(keyword, text);
 }
