@@ -10,6 +10,7 @@ import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './c
 
 interface ProduceFlags extends ConnectionFlags {
   job?: string;
+  force?: boolean;
   promptKey?: string;
   defaults?: string;
   seed?: number;
@@ -39,6 +40,7 @@ export function registerProduceCommands(program: Command): void {
     )
     .argument('<input>', 'FILE, - (stdin) or s3://bucket/key')
     .option('--job <id>', 'job id ([A-Za-z0-9._-]{1,64}); default: a new ULID. The same id gives the same keys and seeds')
+    .option('--force', 'reuse a job id that was used before: its outputs are deleted first (otherwise refused)')
     .option('--prompt-key <key>', 'field holding the chat messages (default conversations)')
     .option('--defaults <spec>', 'job defaults as JSON or k=v,k=v: seed, width, height, steps, guidance (e.g. steps=4,guidance=3.5)')
     .option(
@@ -79,6 +81,7 @@ export function registerProduceCommands(program: Command): void {
         config,
         input,
         ...(flags.job !== undefined ? { jobId: flags.job } : {}),
+        ...(flags.force ? { force: true } : {}),
         ...(flags.promptKey !== undefined ? { promptKey: flags.promptKey } : {}),
         defaults,
         ...(flags.maxPromptChars !== undefined ? { maxPromptChars: flags.maxPromptChars } : {}),

@@ -8,6 +8,7 @@ import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './c
 
 interface RunFlags extends ConnectionFlags {
   job?: string;
+  force?: boolean;
   workers: string;
   out?: string;
   promptKey?: string;
@@ -22,6 +23,7 @@ export function registerRunCommands(program: Command): void {
     .description('the main job on one machine: local stack up if needed, produce FILE, N workers + sink, wait, copy output.jsonl')
     .argument('<file>', 'JSONL prompt file')
     .option('--job <id>', 'job id (default: a new ULID)')
+    .option('--force', 'reuse a job id that was used before: its outputs are deleted first (otherwise refused)')
     .option('--workers <n>', 'worker processes', '1')
     .option('--out <file>', 'where to copy output.jsonl (default: <input>.output.jsonl next to the input)')
     .option('--prompt-key <key>', 'field holding the chat messages (default conversations)')
@@ -63,6 +65,7 @@ export function registerRunCommands(program: Command): void {
           say,
           logger,
           ...(flags.job ? { jobId: flags.job } : {}),
+          ...(flags.force ? { force: true } : {}),
           ...(flags.out ? { out: flags.out } : {}),
           ...(flags.promptKey ? { promptKey: flags.promptKey } : {}),
           ...(flags.defaults ? { defaults: parseDefaultsSpec(flags.defaults) } : {}),

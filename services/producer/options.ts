@@ -65,6 +65,8 @@ export interface ProduceOptions {
   logger?: Logger;
   /** A Kafka client to use instead of one made from `config` (tests, `t2i run`). */
   kafka?: Kafka;
+  /** Start the job even if its id was used: the old job's outputs are deleted first. Default false: refused. */
+  force?: boolean;
 }
 
 export interface ResolvedProduceOptions {

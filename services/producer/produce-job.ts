@@ -6,9 +6,11 @@ import { T2iError, describeError } from '../common/errors.ts';
 import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
 import { silentLogger } from '../common/logger.ts';
 import { MessageProducer } from '../common/message-producer.ts';
+import { ObjectStore } from '../common/object-store.ts';
 import { rowKey, type DeadLetter, type JobEvent, type PromptRequest } from '../common/messages.ts';
 import { context, injectTraceHeaders, tracer } from '../common/telemetry.ts';
 import { openInput } from './input.ts';
+import { ensureJobIdUnused } from './job-guard.ts';
 import { LineSplitter, type InputLine } from './line-splitter.ts';
 import type { GenerationOverrides } from './overrides.ts';
 import { resolveProduceOptions, type ProduceOptions, type ResolvedProduceOptions } from './options.ts';
@@ -57,6 +59,14 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
   // kafkajs's own request encoding costs more CPU than everything else here together (see the module).
   installFastProduceEncoding();
 
+  // A used job id is refused before anything is produced (see job-guard.ts).
+  const guardStore = new ObjectStore(config.s3);
+  try {
+    const { deleted } = await ensureJobIdUnused(guardStore, jobId, options.force ?? false);
+    if (deleted > 0) logger.warn({ jobId, deleted }, `--force: deleted ${deleted} objects of the earlier job ${jobId}`);
+  } finally {
+    guardStore.close();
+  }
   const input = await openInput(options.input, config, {
     ...(options.sourceName !== undefined ? { sourceName: options.sourceName } : {}),
     ...(options.totalBytes !== undefined ? { totalBytes: options.totalBytes } : {}),

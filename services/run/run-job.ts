@@ -49,6 +49,8 @@ export interface RunJobOptions {
   logger: Logger;
   /** Extra environment for the children (tests). */
   childEnv?: Record<string, string>;
+  /** Reuse a job id that was used before (its outputs are deleted first). Default false: refused. */
+  force?: boolean;
   /** Aborting (SIGTERM, Ctrl-C) stops the job: producing ends, workers and sink are stopped, cleanup runs. */
   signal?: AbortSignal;
 }
@@ -218,6 +220,8 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
       ...(options.defaults ? { defaults: options.defaults } : {}),
       kafka,
       logger: options.logger,
+      ...(options.force ? { force: true } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
       onProgress: (p) => {
         watch.state.rowsProduced = p.rows;
         watch.state.promptsSoFar = p.prompts;
