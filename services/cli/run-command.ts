@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { PACKAGE_ROOT } from '../common/paths.ts';
 import { stackOptionsFromEnv } from '../../deploy/local/stack.ts';
 import { T2iError } from '../common/errors.ts';
 import { createLogger } from '../common/logger.ts';
@@ -39,7 +42,15 @@ export function registerRunCommands(program: Command): void {
       const timeout = flags.timeout === undefined ? undefined : Number(flags.timeout);
       if (timeout !== undefined && !(timeout > 0))
         throw new T2iError('CONFIG_INVALID', `--timeout ${JSON.stringify(flags.timeout)}: expected a number of seconds`);
-      const logger = createLogger('run', config.logLevel === 'info' ? 'warn' : config.logLevel);
+      // The terminal is for people: one progress bar and plain lines. Library logs (kafkajs's transient
+      // "coordinator not available" while a fresh broker starts, …) go to a log file instead.
+      const logFile = path.join(PACKAGE_ROOT, '.cache', 'run', 't2i-run.log');
+      fs.mkdirSync(path.dirname(logFile), { recursive: true });
+      const logger = createLogger(
+        'run',
+        config.logLevel === 'info' ? 'warn' : config.logLevel,
+        fs.createWriteStream(logFile, { flags: 'a' }),
+      );
       const say = (line: string) => process.stderr.write(`${line}\n`);
       // SIGTERM (a supervisor, a CI timeout) and Ctrl-C stop the job cleanly: the workers and the sink it
       // started are stopped before it exits, never left running. A second signal exits at once.
@@ -88,10 +99,15 @@ export function registerRunCommands(program: Command): void {
         return;
       }
       const e = result.event;
-      const seconds = result.elapsedMs / 1000;
+      // The job's own time (produce start to completion), not the stack start or a first-run jar download.
+      const seconds = result.jobMs / 1000;
+      const setup =
+        result.elapsedMs - result.jobMs > 2000
+          ? ` (+${((result.elapsedMs - result.jobMs) / 1000).toFixed(1)} s starting the stack and services)`
+          : '';
       process.stdout.write(
         [
-          `job ${result.jobId}: ${e.rows} rows, ${e.images} images, ${e.errors} errors in ${seconds.toFixed(1)} s (${(e.images / seconds).toFixed(2)} images/s)`,
+          `job ${result.jobId}: ${e.rows} rows, ${e.images} images, ${e.errors} errors in ${seconds.toFixed(1)} s (${(e.images / seconds).toFixed(2)} images/s)${setup}`,
           `output    ${result.uris.output}`,
           `          copied to ${result.outputFile}`,
           `errors    ${result.uris.errors}`,

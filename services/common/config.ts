@@ -59,6 +59,8 @@ export interface Config {
   /** Port of the health/metrics server (`T2I_HTTP_PORT`); 0 picks a free port. Default 0 for CLI tools. */
   readonly httpPort: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Set by `t2i run` for the services it starts (`T2I_PARENT_PID`): they stop when that process is gone. */
+  readonly parentPid?: number;
   /** Bearer token the query API (`t2i serve`) requires when set (`T2I_QUERY_TOKEN`). Default: none. */
   readonly queryToken?: string;
 }
@@ -97,6 +99,7 @@ export const CONFIG_VARIABLES = [
   'T2I_HTTP_PORT',
   'T2I_LOG_LEVEL',
   'T2I_QUERY_TOKEN',
+  'T2I_PARENT_PID',
 ] as const;
 
 const optionalPath = (value: string | undefined): string | undefined =>
@@ -173,6 +176,8 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     logLevel: read.oneOf('T2I_LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
     ...(queryToken !== undefined ? { queryToken } : {}),
   };
+  const parentPid = read.int('T2I_PARENT_PID', 0, { min: 0, max: 2 ** 31 });
+  if (parentPid > 0) (config as { parentPid?: number }).parentPid = parentPid;
   read.assertValid('t2i');
   return deepFreeze(config);
 }

@@ -7,6 +7,8 @@ import { T2iError } from './errors.ts';
  * A kafkajs client for the configured brokers, with SASL/TLS when set and kafkajs logs routed to pino.
  * `overrides` replace client options (e.g. a shorter connect retry for a CLI command that must give up in seconds).
  */
+const KAFKAJS_NOTICES = /Limiting retries for the idempotent producer|default partitioner|KAFKAJS_NO_PARTITIONER_WARNING/;
+
 export function createKafka(
   config: KafkaConfig,
   logger: Logger,
@@ -26,7 +28,10 @@ export function createKafka(
       ({ namespace, level, log }) => {
         const { message, ...extra } = log;
         const fields = { kafka: namespace, ...extra };
-        if (level === KafkaLogLevel.ERROR) logger.error(fields, message);
+        // kafkajs notices that say nothing about this deployment (we limit idempotent retries on purpose,
+        // and pick partitions ourselves) stay at debug level.
+        if (KAFKAJS_NOTICES.test(message)) logger.debug(fields, message);
+        else if (level === KafkaLogLevel.ERROR) logger.error(fields, message);
         else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
         else logger.debug(fields, message);
       },

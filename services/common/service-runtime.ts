@@ -52,6 +52,19 @@ export async function runService(
   logger.info({ port: health.port }, `${name}: health server on :${health.port} (/livez /readyz /metrics)`);
   const close = () => lifecycle.close(async () => running?.drain());
   if (options.installSignalHandlers !== false) handleSignals(close, logger, options.graceMs);
+  if (config.parentPid !== undefined) {
+    // Started by `t2i run`: if it is gone (even SIGKILLed, which it cannot pass on), stop too rather than
+    // run on as an orphan still working its job.
+    const parentPid = config.parentPid;
+    const watch = setInterval(() => {
+      if (process.ppid === parentPid) return;
+      clearInterval(watch);
+      logger.warn({ parentPid }, `${name}: the t2i run that started this service is gone: stopping`);
+      void close().finally(() => process.exit(process.exitCode ?? 0));
+    }, 1000);
+    watch.unref();
+    lifecycle.onClose('parent watch', () => clearInterval(watch));
+  }
   try {
     running = await start(ctx);
   } catch (error) {

@@ -71,7 +71,10 @@ export interface RunJobResult {
   event: JobEvent;
   outputFile: string;
   uris: { output: string; errors: string; manifest: string; images: string };
+  /** Wall time of the whole command, stack start included. */
   elapsedMs: number;
+  /** The job's own time: from the start of producing to its completion. */
+  jobMs: number;
 }
 
 interface Child {
@@ -152,6 +155,8 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
       T2I_MODEL: config.model.dir,
       T2I_EXECUTION_PROVIDER: config.model.executionProvider,
       T2I_HTTP_PORT: '0',
+      // The children stop by themselves if this process dies without stopping them (SIGKILL).
+      T2I_PARENT_PID: String(process.pid),
       T2I_LOG_LEVEL: config.logLevel === 'silent' ? 'warn' : config.logLevel,
       // Share the cores between the workers, keeping one for Kafka, S3, PNG encoding and the sink
       // (onnxruntime would otherwise give every worker one thread per core; see bench/engine).
@@ -229,6 +234,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
       },
     });
     stage = 'producing';
+    const jobStarted = Date.now();
     const summary = await Promise.race([produced, childFailure, aborted]);
     stage = 'waiting';
     watch.state.prompts = summary.prompts;
@@ -245,6 +251,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
         )
       : new Promise<never>(() => {});
     const event = await Promise.race([watch.completed, childFailure, timeout, aborted]);
+    const jobMs = Date.now() - jobStarted;
     bar.update(watch.state.images + watch.state.promptErrors, {
       rows: summary.rows,
       prompts: summary.prompts,
@@ -267,7 +274,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
       manifest: store.uri(`${prefix}manifest.json`),
       images: store.uri(`${prefix}images/`),
     };
-    return { jobId, event, outputFile, uris, elapsedMs: Date.now() - started };
+    return { jobId, event, outputFile, uris, elapsedMs: Date.now() - started, jobMs };
   } finally {
     await cleanup();
   }

@@ -69,3 +69,29 @@ for (const [signal, code] of [
     fs.rmSync(dir, { recursive: true, force: true });
   });
 }
+
+test('SIGKILL to t2i run (which cannot pass it on): its workers and sink notice and stop by themselves', async () => {
+  const t = await createTestEnv();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 't2i-run-kill-'));
+  const input = path.join(dir, 'prompts.jsonl');
+  fs.writeFileSync(input, Array.from({ length: 3000 }, (_, i) => JSON.stringify({ prompt: `a small blue square number ${i}` })).join('\n'));
+  const run = spawnCli(['run', input, '--job', 'signal-kill', '--workers', '1'], { env: { ...t.env, T2I_LOG_LEVEL: 'warn' } });
+  let stderr = '';
+  await new Promise<void>((resolve) =>
+    run.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (/started 1 worker and the sink/.test(stderr)) resolve();
+    }),
+  );
+  const children = childrenOf(run.pid!);
+  assert.equal(children.length, 2);
+  run.kill('SIGKILL');
+  await exited(run);
+  // They check for their parent every second and drain: wait for the fact (bounded).
+  const deadline = Date.now() + 60_000;
+  while (children.some(alive)) {
+    assert.ok(Date.now() < deadline, `still running: ${children.filter(alive).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
