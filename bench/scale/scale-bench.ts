@@ -1,6 +1,6 @@
 /**
  * Horizontal scaling of the worker pool, without GPUs: N `t2i worker` processes with the BENCHMARK-ONLY fixed-latency
- * engine (--engine-latency-ms: a fixed sleep per batch instead of inference, grey images still PNG-encoded and
+ * engine (latency-worker.ts: a fixed sleep per batch instead of inference, grey images still PNG-encoded and
  * uploaded) on a 12-partition prompts topic of the real local Kafka and S3. Each run has its own topic prefix, group
  * and bucket.
  *
@@ -105,7 +105,15 @@ async function runOnce(n: number): Promise<RunResult> {
       children.push(
         spawn(
           process.execPath,
-          [path.join(ROOT, 'bin', 't2i.js'), 'worker', '--engine-latency-ms', String(latencyMs), '--max-batch', String(maxBatch)],
+          [
+            '--import',
+            'tsx',
+            path.join(ROOT, 'bench', 'scale', 'latency-worker.ts'),
+            '--latency-ms',
+            String(latencyMs),
+            '--max-batch',
+            String(maxBatch),
+          ],
           {
             env: { ...process.env, ...env, T2I_WORKER_ID: `w${i}`, T2I_HTTP_PORT: String(BASE_PORT + i) },
             stdio: ['ignore', 'ignore', 'pipe'],

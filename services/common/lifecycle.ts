@@ -21,7 +21,6 @@ export class Lifecycle {
   private state: LifecycleState = 'CREATED';
   private closing: Promise<void> | undefined;
   private readonly cleanups: { name: string; run: () => Promise<void> | void }[] = [];
-  private readonly listeners = new Set<(state: LifecycleState) => void>();
 
   constructor(private readonly logger?: Logger) {}
 
@@ -33,12 +32,6 @@ export class Lifecycle {
     if (this.state === next) return;
     if (!NEXT[this.state].includes(next)) throw new Error(`invalid lifecycle transition ${this.state} -> ${next}`);
     this.state = next;
-    for (const listener of this.listeners) listener(next);
-  }
-
-  onChange(listener: (state: LifecycleState) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 
   /** Registers a cleanup step; steps run in reverse order of registration (last opened, first closed). */

@@ -1,8 +1,5 @@
 import { hash } from 'node:crypto';
 
-/** Derived seeds lie in [0, 2^32): every engine accepts them, and they print short. */
-export const DERIVED_SEED_RANGE = 2 ** 32;
-
 /**
  * The seed of a prompt whose row gives none: the first 4 bytes (big-endian) of
  * sha256(`<namespace>/<row>/<promptIndex>`), where the namespace is `job:<jobId>` — so re-running the same

@@ -2,21 +2,9 @@ import type { Logger } from 'pino';
 import type { ModelConfig } from '../common/config.ts';
 import type { ImageEngine } from './engine/index.ts';
 import { EngineThread } from './engine-thread.ts';
-import { FixedLatencyEngine } from './fixed-latency-engine.ts';
 
-/** The engine a worker runs: FLUX on onnxruntime-node, or (benchmarks only, when asked) the fixed-latency stand-in. */
-export function createEngine(
-  model: ModelConfig,
-  logger: Logger,
-  options: { maxBatch?: number; engineLatencyMs?: number } = {},
-): ImageEngine {
-  if (options.engineLatencyMs !== undefined) {
-    logger.warn(
-      { latencyMs: options.engineLatencyMs },
-      'BENCHMARK MODE: inference replaced by a fixed per-batch delay; images are flat grey',
-    );
-    return new FixedLatencyEngine(options.engineLatencyMs, undefined, Math.max(8, options.maxBatch ?? 8));
-  }
+/** The engine a worker runs: FLUX on onnxruntime-node, in its own thread. */
+export function createEngine(model: ModelConfig, logger: Logger, options: { maxBatch?: number } = {}): ImageEngine {
   // In its own thread: onnxruntime-node blocks the thread that runs a model (see engine-thread.ts).
   return new EngineThread({
     modelDirectory: model.dir,

@@ -22,11 +22,6 @@ export interface WorkerOptions {
   sessionTimeoutMs: number;
   /** PNG zlib level 0-9 (`T2I_PNG_COMPRESSION`). Default 6. */
   pngCompression: number;
-  /**
-   * BENCHMARK ONLY (`T2I_ENGINE_LATENCY_MS`, flag --engine-latency-ms): replace inference by a fixed delay
-   * per batch that returns grey images, to measure orchestration alone (bench/scale). Never a default.
-   */
-  engineLatencyMs: number | undefined;
   /** Grace period for SIGTERM (`T2I_GRACE_MS`). Default 120 000 ms. */
   graceMs: number;
 }
@@ -34,8 +29,6 @@ export interface WorkerOptions {
 export function workerOptionsFromEnv(env: Env): WorkerOptions {
   const read = new EnvReader(env);
   const maxBatch = read.raw('T2I_MAX_BATCH') === undefined ? undefined : read.int('T2I_MAX_BATCH', 4, { min: 1, max: 256 });
-  const latency =
-    read.raw('T2I_ENGINE_LATENCY_MS') === undefined ? undefined : read.int('T2I_ENGINE_LATENCY_MS', 0, { min: 0, max: 3_600_000 });
   const options: WorkerOptions = {
     groupId: read.string('T2I_WORKER_GROUP', 't2i-workers'),
     workerId: read.string('T2I_WORKER_ID', `${os.hostname()}-${process.pid}`),
@@ -46,7 +39,6 @@ export function workerOptionsFromEnv(env: Env): WorkerOptions {
     maxBytesPerPartition: read.int('T2I_FETCH_MAX_BYTES_PER_PARTITION', 256 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     sessionTimeoutMs: read.int('T2I_SESSION_TIMEOUT_MS', 30_000, { min: 6000, max: 3_600_000 }),
     pngCompression: read.int('T2I_PNG_COMPRESSION', 6, { min: 0, max: 9 }),
-    engineLatencyMs: latency,
     graceMs: read.int('T2I_GRACE_MS', 120_000, { min: 1000 }),
   };
   read.assertValid('the worker');

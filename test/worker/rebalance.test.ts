@@ -28,7 +28,16 @@ function startWorker(
 ): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
   const child = spawn(
     process.execPath,
-    [path.join(PACKAGE_ROOT, 'bin', 't2i.js'), 'worker', '--engine-latency-ms', String(ENGINE_LATENCY_MS), '--max-batch', '4'],
+    // The real worker service with a fixed-latency engine (bench/scale's), handed in through the ImageEngine seam.
+    [
+      '--import',
+      'tsx',
+      path.join(PACKAGE_ROOT, 'bench', 'scale', 'latency-worker.ts'),
+      '--latency-ms',
+      String(ENGINE_LATENCY_MS),
+      '--max-batch',
+      '4',
+    ],
     {
       env: { ...process.env, ...env, T2I_WORKER_ID: workerId, T2I_LOG_LEVEL: 'warn', T2I_HTTP_PORT: '0' },
       stdio: ['ignore', 'ignore', 'pipe'],

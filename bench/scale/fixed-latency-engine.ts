@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EngineInfo, GenerateRequest, GeneratedImage, ImageEngine } from './engine/index.ts';
+import type { EngineInfo, GenerateRequest, GeneratedImage, ImageEngine } from '../../services/worker/engine/index.ts';
 
 /**
- * BENCHMARK ONLY: an engine that waits a fixed time per batch and returns flat grey images, so that
- * bench/scale can measure Kafka/S3 orchestration without GPUs. Enabled only by an explicit
- * --engine-latency-ms / T2I_ENGINE_LATENCY_MS; never a default, never used by the pipeline otherwise.
+ * An engine that waits a fixed time per batch and returns flat grey images, so that bench/scale can
+ * measure Kafka/S3 orchestration without GPUs. It reaches the worker through its ImageEngine seam
+ * (latency-worker.ts); nothing in services/ knows about it.
  */
 export class FixedLatencyEngine implements ImageEngine {
   readonly info: EngineInfo;
