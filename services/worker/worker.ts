@@ -13,7 +13,7 @@ import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { extractTraceContext, tracer } from '../common/telemetry.ts';
 import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
-import { encodePng, type GenerateRequest, type ImageEngine } from './engine/index.ts';
+import { encodePng, imageMetadata, type GenerateRequest, type ImageEngine } from './engine/index.ts';
 import { MicroBatcher } from './micro-batcher.ts';
 import type { WorkerOptions } from './options.ts';
 import { Semaphore } from './semaphore.ts';
@@ -332,19 +332,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
         const png = await otelContext.with(ctx, () =>
           tracer().startActiveSpan('worker.encode', async (span) => {
             try {
-              return await encodePng(
-                image,
-                {
-                  prompt: r.prompt,
-                  seed: image.seed,
-                  steps: image.steps,
-                  guidance: image.guidance,
-                  width: image.width,
-                  height: image.height,
-                  model: image.model,
-                },
-                { compressionLevel: options.pngCompression },
-              );
+              return await encodePng(image, imageMetadata(r.prompt, image), { compressionLevel: options.pngCompression });
             } finally {
               span.end();
             }

@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FluxPipeline } from './flux-pipeline.ts';
-import { encodePng } from './png.ts';
+import { encodePng, imageMetadata } from './png.ts';
 import { DEFAULT_MODEL_DIR } from '../../common/paths.ts';
 import type { EngineLogger, ExecutionProviderName, GeneratedImage, GraphOptimizationLevel } from './types.ts';
 
@@ -79,27 +79,15 @@ export async function generateFile(options: GenerateFileOptions): Promise<Genera
       },
     ]);
     const generated = image!;
-    const png = await encodePng(generated, {
-      prompt: options.prompt,
-      seed: generated.seed,
-      steps: generated.steps,
-      guidance: generated.guidance,
-      width: generated.width,
-      height: generated.height,
-      model: generated.model,
-    });
+    const { prompt: _prompt, ...settings } = imageMetadata(options.prompt, generated);
+    const png = await encodePng(generated, { prompt: options.prompt, ...settings });
     const output = resolve(options.output);
     await mkdir(dirname(output), { recursive: true });
     await writeFile(output, png);
     return {
       output,
       bytes: png.length,
-      seed: generated.seed,
-      steps: generated.steps,
-      guidance: generated.guidance,
-      width: generated.width,
-      height: generated.height,
-      model: generated.model,
+      ...settings,
       provider: pipeline.info.provider,
       ...(generated.truncation ? { truncation: generated.truncation } : {}),
       durationMs: performance.now() - started,

@@ -4,7 +4,7 @@ export type { DenoiseInput, EncodePromptsOptions, GenerateOptions, PromptEncodin
 export type { FluxPipelineOptions, SessionOpener } from './options.ts';
 export { EngineError, ENGINE_ERROR_CODES, isEngineError, looksLikeOutOfMemory } from './errors.ts';
 export type { EngineErrorCode } from './errors.ts';
-export { a1111Parameters, encodePng, readPngText, readPngMetadata, METADATA_KEYWORD, PARAMETERS_KEYWORD } from './png.ts';
+export { a1111Parameters, encodePng, imageMetadata, readPngText, readPngMetadata, METADATA_KEYWORD, PARAMETERS_KEYWORD } from './png.ts';
 export type { ImageMetadata, RgbImage, EncodePngOptions } from './png.ts';
 export type {
   EngineInfo,

@@ -23,6 +23,19 @@ export interface ImageMetadata {
   model: string;
 }
 
+/** The metadata of a generated image (what its PNG carries and what is reported about it). */
+export function imageMetadata(prompt: string, image: Omit<ImageMetadata, 'prompt'>): ImageMetadata {
+  return {
+    prompt,
+    seed: image.seed,
+    steps: image.steps,
+    guidance: image.guidance,
+    width: image.width,
+    height: image.height,
+    model: image.model,
+  };
+}
+
 export interface RgbImage {
   width: number;
   height: number;
@@ -107,15 +120,8 @@ export async function encodePng(image: RgbImage, metadata: ImageMetadata, option
   const pixels = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
     .png({ compressionLevel: options.compressionLevel ?? 6, adaptiveFiltering: false, palette: false })
     .toBuffer();
-  const fields: ImageMetadata = {
-    prompt: metadata.prompt,
-    seed: metadata.seed,
-    steps: metadata.steps,
-    guidance: metadata.guidance,
-    width: metadata.width,
-    height: metadata.height,
-    model: metadata.model,
-  };
+  // Exactly these fields, in this order, whatever else the caller's object holds.
+  const fields = imageMetadata(metadata.prompt, metadata);
   return insertAfterHeader(pixels, [
     iTxtChunk(METADATA_KEYWORD, JSON.stringify(fields)),
     textChunk(PARAMETERS_KEYWORD, a1111Parameters(fields)),
