@@ -120,6 +120,7 @@ function fromManifest(jobId: string, manifest: Record<string, unknown>, includeM
   const source = typeof manifest.source === 'string' ? manifest.source : undefined;
   const started = isoDate(manifest.started ?? manifest.startedAt ?? timings.started ?? timings.startedAt);
   const finished = isoDate(manifest.finished ?? manifest.finishedAt ?? timings.finished ?? timings.finishedAt);
+  const promptFollowing = evalSummary(manifest.eval);
   return {
     jobId: typeof manifest.jobId === 'string' && manifest.jobId === jobId ? manifest.jobId : jobId,
     status,
@@ -129,7 +130,19 @@ function fromManifest(jobId: string, manifest: Record<string, unknown>, includeM
     ...(started ? { started } : {}),
     ...(finished ? { finished } : {}),
     ...(includeManifest ? { manifest } : {}),
+    ...(promptFollowing ? { promptFollowing } : {}),
   };
+}
+
+/** The `eval` block `t2i eval` adds to a manifest, reduced to rates; undefined when absent or malformed. */
+function evalSummary(value: unknown): JobSummary['promptFollowing'] {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const e = value as { judged?: unknown; allRight?: unknown; attributes?: Record<string, { rate?: unknown }> };
+  if (typeof e.judged !== 'number' || typeof e.allRight !== 'number' || typeof e.attributes !== 'object' || e.attributes === null)
+    return undefined;
+  const attributes: Record<string, number> = {};
+  for (const [name, a] of Object.entries(e.attributes)) if (typeof a?.rate === 'number') attributes[name] = a.rate;
+  return { judged: e.judged, allRight: e.allRight, attributes };
 }
 
 /** A model as one string: a name or path as written, or the name/id/dir of an object. */

@@ -31,6 +31,8 @@ export interface JobSummary {
   updated?: string;
   /** The manifest as written by the sink (only on the single-job view). */
   manifest?: Record<string, unknown>;
+  /** `t2i eval`'s prompt-following summary: share of judged images right, per attribute (0..1). */
+  promptFollowing?: { judged: number; allRight: number; attributes: Record<string, number> };
 }
 
 /** One generated image of a row. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { imageKey, manifestKey, outputKey } from '../../services/query/layout.ts';
 import { evalKey, evaluateJob, type ImageEval } from '../../services/eval/eval-job.ts';
+import { getJob } from '../../services/query/jobs.ts';
 import { createTestEnv } from '../helpers/env.ts';
 import { runCli } from '../helpers/cli.ts';
 import { encodeTile, loadRenderedScenes, type RenderedScene } from './helpers.ts';
@@ -43,6 +44,13 @@ test('t2i eval on a job whose images follow their prompts: every image passes; e
   };
   assert.equal(manifest.jobId, 'eval-good', 'the rest of the manifest is kept');
   assert.equal(manifest.eval.judged, scenes.length);
+  // The query service (and so the gallery) shows the summary.
+  const job = await getJob(store, 'eval-good');
+  assert.deepEqual(job?.promptFollowing, {
+    judged: scenes.length,
+    allRight: 1,
+    attributes: { colour: 1, shape: 1, position: 1, size: 1, background: 1 },
+  });
 });
 
 test('t2i eval on a job whose images sit one row off: the misplaced images fail', async () => {

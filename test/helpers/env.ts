@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import { after } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig, topicNames, type Config, type TopicNames } from '../../services/common/config.ts';
@@ -32,6 +34,9 @@ export async function createTestEnv(options: { promptPartitions?: number; extraE
     T2I_TOPIC_PREFIX: prefix,
     S3_BUCKET: bucket,
     T2I_PROMPT_PARTITIONS: String(options.promptPartitions ?? 4),
+    // The random tiny model (fastest, and what the pipeline tests were written against); tests of the
+    // bundled demo model ask for it.
+    T2I_MODEL: path.join(PACKAGE_ROOT, 'models', 'tiny-flux'),
     ...options.extraEnv,
   };
   const config = loadConfig({ ...process.env, ...env });

@@ -68,6 +68,11 @@ function countText(job) {
   if (c.rows !== undefined) parts.push(`${c.rows} rows`);
   if (c.images !== undefined && c.images !== null) parts.push(`${c.images}${job.imagesCapped ? '+' : ''} images`);
   if (c.errors) parts.push(`${c.errors} errors`);
+  const pf = job.promptFollowing;
+  if (pf && pf.judged > 0) {
+    const rates = Object.entries(pf.attributes).map(([name, rate]) => `${name} ${Math.round(rate * 100)}%`);
+    parts.push(`prompt-following (${pf.judged} judged): ${rates.join(', ')}`);
+  }
   return parts.join(' · ') || 'no counts yet';
 }
 
