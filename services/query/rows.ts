@@ -23,6 +23,22 @@ export function promptsOf(row: Record<string, unknown>): string[] {
   return [];
 }
 
+const MAX_API_DEPTH = 256;
+
+/** Deepest nesting of arrays/objects in a JSON text (strings skipped), without recursion. */
+export function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b) max = Math.max(max, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
+}
+
 /** A line of output.jsonl as a RowView; undefined for a line that is not a JSON object. */
 export function rowView(line: Line): RowView | undefined {
   const data = parseObject(line.text);
@@ -44,6 +60,10 @@ export function rowView(line: Line): RowView | undefined {
     ];
   });
   const row = images.find((image) => image.row !== null)?.row ?? null;
+  // A row nested very deep (valid JSON, any depth is accepted upstream) cannot be re-serialised into an
+  // API answer (JSON.stringify recurses): it is handed back as its stored text.
+  if (nestingDepth(line.text) > MAX_API_DEPTH)
+    return { row, offset: line.start, prompts: promptsOf(data), images, data: {}, text: line.text };
   return { row, offset: line.start, prompts: promptsOf(data), images, data };
 }
 

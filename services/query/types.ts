@@ -64,8 +64,10 @@ export interface RowView {
   offset: number;
   prompts: string[];
   images: ImageRef[];
-  /** The row object exactly as stored (input fields + images + image_meta). */
+  /** The row object exactly as stored (input fields + images + image_meta); `{}` for a row nested too deep to re-serialise (see `text`). */
   data: Record<string, unknown>;
+  /** Present instead of `data` for a row nested deeper than the API re-serialises: the stored line, verbatim. */
+  text?: string;
 }
 
 /** One line of errors.jsonl. */

@@ -23,6 +23,18 @@ test('promptsOf: user messages of conversations, else prompt, else prompts', () 
   assert.deepEqual(promptsOf({ text: 'nothing' }), []);
 });
 
+test('a row nested 5000 deep comes back as its stored text, so the API can answer (issue 15, item 4)', () => {
+  const text = `{"prompt":"x","d":${'['.repeat(5000)}1${']'.repeat(5000)},"images":["s3://b/jobs/j/images/000000001-0.png"]}`;
+  const deep = rowView({ text, start: 0, end: text.length } as Parameters<typeof rowView>[0])!;
+  assert.equal(deep.text, text);
+  assert.deepEqual(deep.prompts, ['x']);
+  assert.equal(deep.row, 1);
+  assert.equal(JSON.parse(JSON.stringify(deep)).text, text, 'the view serialises');
+  const flat = rowView({ text: '{"prompt":"y","n":[1,[2]]}', start: 0, end: 26 } as Parameters<typeof rowView>[0])!;
+  assert.equal(flat.text, undefined);
+  assert.deepEqual(flat.data.n, [1, [2]]);
+});
+
 test('rowView: row number and k from the image keys (s3:// or https://), aligned image_meta, unknown layouts kept', () => {
   const line = {
     start: 10,
