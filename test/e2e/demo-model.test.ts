@@ -19,7 +19,7 @@ const RELIABLE = ['position'] as const;
 const ROWS = [
   'a red circle in the top left corner on a white background',
   'a large blue square at the bottom right against a yellow background',
-  'small green triangle, top right, black backdrop',
+  'large green triangle, top right, white backdrop',
   'a yellow star in the centre on a purple background',
   'orange background with a big cyan ring at the left',
   'a white circle on the right, blue backdrop',
