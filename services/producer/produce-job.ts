@@ -218,7 +218,12 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
     logger.debug({ ...summary }, 'job produced');
     return summary;
   } catch (error) {
-    const failure = error instanceof T2iError || !isKafkaError(error) ? error : kafkaUnavailable(config.kafka, error);
+    const failure =
+      error instanceof T2iError || !isKafkaError(error)
+        ? error
+        : isBrokerRefusal(error)
+          ? new T2iError('JOB_FAILED', `the broker refused a send of job ${jobId}: ${(error as Error).message}`, { cause: error })
+          : kafkaUnavailable(config.kafka, error);
     // Tell the sink the job will not complete, unless the broker itself is what failed.
     if (sentStarted && !(failure instanceof T2iError && failure.code === 'KAFKA_UNAVAILABLE')) {
       await producer
@@ -354,7 +359,15 @@ class RowMessages {
       partition: this.batcher.partitionOf(this.errorsTopic, key),
       headers: this.errorHeaders,
     };
-    this.batcher.add(this.errorsTopic, [message], [messageBytes(message)]);
+    let size = messageBytes(message);
+    if (size > this.maxBatchBytes && record.raw) {
+      // The error record must fit one record batch too: keep less of the line (a topic with a small limit).
+      const raw = Buffer.from(record.raw);
+      record.raw = headText(raw, Math.max(0, raw.length - (size - this.maxBatchBytes) - 8));
+      message.value = this.codec.encode('DeadLetter', record).value;
+      size = messageBytes(message);
+    }
+    this.batcher.add(this.errorsTopic, [message], [size]);
     return false;
   }
 }
@@ -384,6 +397,12 @@ async function partitionCounts(admin: Admin, topics: string[]): Promise<Record<s
   for (const topic of topics)
     if (!out[topic]) throw new T2iError('KAFKA_UNAVAILABLE', `topic ${topic} has no partitions`, { retriable: true });
   return out;
+}
+
+/** A protocol error the broker answered with and that retrying cannot fix (message too large, bad topic…): not an outage. */
+function isBrokerRefusal(error: unknown): boolean {
+  const e = error as { name?: string; retriable?: boolean; type?: string };
+  return e.name === 'KafkaJSProtocolError' && e.retriable === false;
 }
 
 function isKafkaError(error: unknown): boolean {

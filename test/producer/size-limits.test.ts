@@ -70,3 +70,47 @@ test('produceJob: rows are checked against the broker limit read at start; a too
   const errors2 = await readTopic(env.kafka, codec, env.topics.errors, 'DeadLetter');
   assert.ok(errors2.some((e) => e.value.jobId === second.jobId && /row too large: its 250000 requests/.test(e.value.error)));
 });
+
+test('produceJob: an error record is cut to fit the errors topic limit; a broker refusal is reported as such, not as an outage', async () => {
+  const env = await createTestEnv({ promptPartitions: 1 });
+  const limit = 3000;
+  const admin = env.kafka.admin();
+  await admin.connect();
+  try {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: TOPIC_RESOURCE, name: env.topics.errors, configEntries: [{ name: 'max.message.bytes', value: String(limit) }] }],
+    });
+  } finally {
+    await admin.disconnect();
+  }
+  // Invalid JSON of 4 KiB: its error record would keep 4 KiB of it, over the errors topic's 3000 bytes.
+  const bad = `{"prompt": "${'y'.repeat(4096)}`;
+  const input = [JSON.stringify({ prompt: 'ok' }), bad].join('\n');
+  const summary = await produceJob({ config: env.config, input: Readable.from([Buffer.from(input)]), jobId: randomName('job-') });
+  assert.deepEqual([summary.rows, summary.badRows], [1, 1]);
+  const errors = await readTopic(env.kafka, codec, env.topics.errors, 'DeadLetter');
+  assert.equal(errors.length, 1);
+  const raw = errors[0]!.value.raw ?? '';
+  assert.ok(raw.length > 1000 && raw.length < limit, `raw kept ${raw.length} characters`);
+  assert.ok(bad.startsWith(raw), 'the head of the line');
+
+  // A send the broker refuses for good (here: a jobs topic that takes nothing over 100 bytes) is not an outage.
+  await admin.connect();
+  try {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: TOPIC_RESOURCE, name: env.topics.jobs, configEntries: [{ name: 'max.message.bytes', value: '100' }] }],
+    });
+  } finally {
+    await admin.disconnect();
+  }
+  await assert.rejects(
+    produceJob({ config: env.config, input: Readable.from([Buffer.from(input)]), jobId: randomName('job-') }),
+    (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'JOB_FAILED');
+      assert.match(error.message, /the broker refused a send of job .*larger than the max message size/);
+      return true;
+    },
+  );
+});
