@@ -21,7 +21,15 @@ describe('generateFile (t2i generate)', { skip }, () => {
   it('writes byte-identical PNGs for the same seed, a different one for another seed, with metadata', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 't2i-generate-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    const options = { prompt: 'a red fox in snow, 雪', seed: 42, steps: 3, width: 48, height: 32, guidance: 4, modelDirectory: TINY_MODEL_DIR };
+    const options = {
+      prompt: 'a red fox in snow, 雪',
+      seed: 42,
+      steps: 3,
+      width: 48,
+      height: 32,
+      guidance: 4,
+      modelDirectory: TINY_MODEL_DIR,
+    };
     const first = await generateFile({ ...options, output: join(dir, 'a.png') });
     await generateFile({ ...options, output: join(dir, 'nested', 'b.png') });
     await generateFile({ ...options, seed: 43, output: join(dir, 'c.png') });
