@@ -19,6 +19,7 @@ interface ProduceFlags extends ConnectionFlags {
   steps?: number;
   guidance?: number;
   maxPromptChars?: number;
+  maxPromptsPerRow?: number;
   maxLineBytes?: number;
   compression?: ProduceCompression;
   json?: boolean;
@@ -53,6 +54,7 @@ export function registerProduceCommands(program: Command): void {
     .option('--steps <n>', 'default inference steps (1..200)', number)
     .option('--guidance <g>', 'default guidance scale (0..100)', number)
     .option('--max-prompt-chars <n>', 'longest prompt in characters (default 4000)', number)
+    .option('--max-prompts-per-row <n>', 'most prompts in one row; a row with more gets an error record (default 1000)', number)
     .option('--max-line-bytes <n>', 'longest line in bytes (default 1048576)', number)
     .option('--compression <codec>', 'none or gzip (default none)')
     .option('--json', 'print the summary as JSON')
@@ -85,6 +87,7 @@ export function registerProduceCommands(program: Command): void {
         ...(flags.promptKey !== undefined ? { promptKey: flags.promptKey } : {}),
         defaults,
         ...(flags.maxPromptChars !== undefined ? { maxPromptChars: flags.maxPromptChars } : {}),
+        ...(flags.maxPromptsPerRow !== undefined ? { maxPromptsPerRow: flags.maxPromptsPerRow } : {}),
         ...(flags.maxLineBytes !== undefined ? { maxLineBytes: flags.maxLineBytes } : {}),
         ...(flags.compression !== undefined ? { tuning: { compression: flags.compression } } : {}),
         logger,

@@ -53,6 +53,8 @@ export interface ProduceOptions {
   defaults?: JobDefaults;
   /** Longest prompt, characters. Default 4000. */
   maxPromptChars?: number;
+  /** Most prompts in one row; a row with more becomes an error record. Default 1000. */
+  maxPromptsPerRow?: number;
   /** Longest line, bytes. Default 1 MiB. */
   maxLineBytes?: number;
   /** How much of a bad line its error record keeps, bytes. Default 4 KiB. */
@@ -74,6 +76,7 @@ export interface ResolvedProduceOptions {
   promptKey: string;
   defaults: Readonly<JobDefaults>;
   maxPromptChars: number;
+  maxPromptsPerRow: number;
   maxLineBytes: number;
   maxRawBytes: number;
   tuning: Readonly<Required<ProduceTuning>>;
@@ -81,6 +84,7 @@ export interface ResolvedProduceOptions {
 
 export const DEFAULT_PROMPT_KEY = 'conversations';
 export const DEFAULT_MAX_PROMPT_CHARS = 4000;
+export const DEFAULT_MAX_PROMPTS_PER_ROW = 1000;
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_RAW_BYTES = 4096;
 
@@ -115,6 +119,7 @@ export function resolveProduceOptions(options: Omit<ProduceOptions, 'config' | '
     return value;
   };
   const maxPromptChars = positive('max prompt chars', options.maxPromptChars, DEFAULT_MAX_PROMPT_CHARS);
+  const maxPromptsPerRow = positive('max prompts per row', options.maxPromptsPerRow, DEFAULT_MAX_PROMPTS_PER_ROW);
   const maxLineBytes = positive('max line bytes', options.maxLineBytes, DEFAULT_MAX_LINE_BYTES, 64 * 1024 * 1024);
   const maxRawBytes = positive('max raw bytes', options.maxRawBytes, DEFAULT_MAX_RAW_BYTES, 1024 * 1024);
   const t = options.tuning ?? {};
@@ -134,6 +139,7 @@ export function resolveProduceOptions(options: Omit<ProduceOptions, 'config' | '
     promptKey,
     defaults: Object.freeze(defaults),
     maxPromptChars,
+    maxPromptsPerRow,
     maxLineBytes,
     maxRawBytes,
     tuning: Object.freeze(tuning),

@@ -16,7 +16,8 @@ import type { GenerationOverrides } from './overrides.ts';
 import { resolveProduceOptions, type ProduceOptions, type ResolvedProduceOptions } from './options.ts';
 import { installFastProduceEncoding } from './produce-request-encoder.ts';
 import { PresetPartitioner, RequestBatcher, messageBytes } from './request-batcher.ts';
-import { parseLine, type BadRow, type RowRules } from './row-parser.ts';
+import { headText, parseLine, type BadRow, type RowRules } from './row-parser.ts';
+import { partitionByteBudget, topicMaxMessageBytes } from './topic-limits.ts';
 import { promptSeed, seedNamespace } from './seeds.ts';
 import type { ProduceProgress, ProduceSummary } from './types.ts';
 
@@ -106,11 +107,14 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
   let sentStarted = false;
   try {
     let partitions: Record<string, number>;
+    let maxMessageBytes: Record<string, number>;
     try {
       await withTimeout(admin.connect(), tuning.connectTimeoutMs);
       adminConnected = true;
       await withTimeout(ensureTopics(admin, config.kafka.topicPrefix, topicLayout(config.kafka)), tuning.connectTimeoutMs);
       partitions = await partitionCounts(admin, [topics.prompts, topics.errors]);
+      // The broker's real limit of one record batch per topic: rows are checked against it before sending.
+      maxMessageBytes = await withTimeout(topicMaxMessageBytes(admin, [topics.prompts, topics.errors]), tuning.connectTimeoutMs);
       await withTimeout(producer.connect(), tuning.connectTimeoutMs);
     } catch (error) {
       throw kafkaUnavailable(config.kafka, error);
@@ -128,22 +132,25 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
     sentStarted = true;
     logger.debug({ jobId, source: input.source, topic: topics.prompts }, 'job started');
 
+    const maxPartitionBytes = partitionByteBudget(tuning.maxPartitionBytes, maxMessageBytes);
+    logger.debug({ maxMessageBytes, maxPartitionBytes }, 'record batch limits');
     const batcher = new RequestBatcher(producer.producer, {
       partitions,
       maxBatchMessages: tuning.maxBatchMessages,
       maxBatchBytes: tuning.maxBatchBytes,
-      maxPartitionBytes: tuning.maxPartitionBytes,
+      maxPartitionBytes,
       maxInFlight: tuning.maxInFlight,
       compression: tuning.compression,
       onAcknowledged: (count) => {
         progress.acknowledged += count;
       },
     });
-    const rowMessages = new RowMessages(codec, resolved, topics.prompts, topics.errors, batcher, tuning.maxPartitionBytes);
+    const rowMessages = new RowMessages(codec, resolved, topics.prompts, topics.errors, batcher, maxPartitionBytes);
     const splitter = new LineSplitter({ maxLineBytes: resolved.maxLineBytes, keepBytes: resolved.maxRawBytes });
     const rules: RowRules = {
       promptKey: resolved.promptKey,
       maxPromptChars: resolved.maxPromptChars,
+      maxPromptsPerRow: resolved.maxPromptsPerRow,
       maxLineBytes: resolved.maxLineBytes,
       maxRawBytes: resolved.maxRawBytes,
     };
@@ -211,7 +218,12 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
     logger.debug({ ...summary }, 'job produced');
     return summary;
   } catch (error) {
-    const failure = error instanceof T2iError || !isKafkaError(error) ? error : kafkaUnavailable(config.kafka, error);
+    const failure =
+      error instanceof T2iError || !isKafkaError(error)
+        ? error
+        : isBrokerRefusal(error)
+          ? new T2iError('JOB_FAILED', `the broker refused a send of job ${jobId}: ${(error as Error).message}`, { cause: error })
+          : kafkaUnavailable(config.kafka, error);
     // Tell the sink the job will not complete, unless the broker itself is what failed.
     if (sentStarted && !(failure instanceof T2iError && failure.code === 'KAFKA_UNAVAILABLE')) {
       await producer
@@ -241,7 +253,8 @@ class RowMessages {
     private readonly promptsTopic: string,
     private readonly errorsTopic: string,
     private readonly batcher: RequestBatcher,
-    private readonly maxMessageBytes: number,
+    /** Bytes of one record batch, at most: every request of a row goes in one batch, so this bounds the row. */
+    private readonly maxBatchBytes: number,
   ) {
     this.seeds = seedNamespace(job.jobId, job.defaults.seed);
     // One trace per prompt (producer → worker → sink), each linked to the job's span. Without a recording
@@ -258,8 +271,13 @@ class RowMessages {
     const key = rowKey(jobId, row);
     const partition = this.batcher.partitionOf(this.promptsTopic, key);
     const createdAt = Date.now();
+    // Every request carries the whole row: reject a row whose requests cannot fit one record batch before
+    // encoding any (a 1 MiB row of many prompts would otherwise be encoded once per prompt, in memory).
+    const rowBytes = Buffer.byteLength(rowJson);
+    if (rowBytes * prompts.length > this.maxBatchBytes) return this.rowTooLarge(row, rowJson, prompts.length, rowBytes * prompts.length);
     const messages: Message[] = [];
     const sizes: number[] = [];
+    let total = 0;
     for (let promptIndex = 0; promptIndex < prompts.length; promptIndex++) {
       const request: PromptRequest = {
         jobId,
@@ -282,20 +300,24 @@ class RowMessages {
         headers: this.promptHeaders(request),
       };
       const size = messageBytes(message);
-      if (size > this.maxMessageBytes) {
-        this.addBadRow(row, {
-          ok: false,
-          stage: 'validate',
-          error: `row too large: its request ${promptIndex + 1} is ${size} bytes, over the ${this.maxMessageBytes}-byte limit of one message (the row travels with each prompt): shorten the row or split its prompts over rows`,
-          raw: rowJson.slice(0, this.job.maxRawBytes),
-        });
-        return false;
-      }
+      total += size;
+      if (total > this.maxBatchBytes) return this.rowTooLarge(row, rowJson, prompts.length, total);
       messages.push(message);
       sizes.push(size);
     }
     this.batcher.add(this.promptsTopic, messages, sizes);
     return true;
+  }
+
+  /** The error record of a row whose requests do not fit one record batch; returns false. */
+  private rowTooLarge(row: number, rowJson: string, prompts: number, bytes: number): false {
+    const each = prompts > 1 ? `its ${prompts} requests (one per prompt, each carrying the whole row) need` : 'its request needs';
+    return this.addBadRow(row, {
+      ok: false,
+      stage: 'validate',
+      error: `row too large: ${each} at least ${bytes} bytes, over the ${this.maxBatchBytes}-byte limit of one record batch (the topic's max.message.bytes less headroom): shorten the row or split its prompts over rows`,
+      raw: headText(Buffer.from(rowJson.slice(0, this.job.maxRawBytes)), this.job.maxRawBytes),
+    });
   }
 
   /** Headers of one prompt's request: its own trace (a root span linked to the job's span) when tracing records. */
@@ -337,7 +359,15 @@ class RowMessages {
       partition: this.batcher.partitionOf(this.errorsTopic, key),
       headers: this.errorHeaders,
     };
-    this.batcher.add(this.errorsTopic, [message], [messageBytes(message)]);
+    let size = messageBytes(message);
+    if (size > this.maxBatchBytes && record.raw) {
+      // The error record must fit one record batch too: keep less of the line (a topic with a small limit).
+      const raw = Buffer.from(record.raw);
+      record.raw = headText(raw, Math.max(0, raw.length - (size - this.maxBatchBytes) - 8));
+      message.value = this.codec.encode('DeadLetter', record).value;
+      size = messageBytes(message);
+    }
+    this.batcher.add(this.errorsTopic, [message], [size]);
     return false;
   }
 }
@@ -367,6 +397,12 @@ async function partitionCounts(admin: Admin, topics: string[]): Promise<Record<s
   for (const topic of topics)
     if (!out[topic]) throw new T2iError('KAFKA_UNAVAILABLE', `topic ${topic} has no partitions`, { retriable: true });
   return out;
+}
+
+/** A protocol error the broker answered with and that retrying cannot fix (message too large, bad topic…): not an outage. */
+function isBrokerRefusal(error: unknown): boolean {
+  const e = error as { name?: string; retriable?: boolean; type?: string };
+  return e.name === 'KafkaJSProtocolError' && e.retriable === false;
 }
 
 function isKafkaError(error: unknown): boolean {

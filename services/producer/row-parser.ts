@@ -8,6 +8,8 @@ export interface RowRules {
   promptKey: string;
   /** Longest prompt, in characters (Unicode code points). */
   maxPromptChars: number;
+  /** Most prompts one row may hold (each becomes a request carrying the whole row). */
+  maxPromptsPerRow: number;
   /** Longest line, in bytes. */
   maxLineBytes: number;
   /** How much of a bad line goes into its error record, in bytes. */
@@ -72,6 +74,14 @@ export function parseLine(line: InputLine, rules: RowRules): RowOutcome | null {
   const extracted = extractPrompts(record, rules.promptKey);
   if (!extracted.ok) return bad('validate', extracted.error, bytes, rules);
   const { prompts } = extracted;
+  if (prompts.length > rules.maxPromptsPerRow) {
+    return bad(
+      'validate',
+      `the row has ${prompts.length} prompts, over the ${rules.maxPromptsPerRow} limit of one row (each prompt's request carries the whole row): split its prompts over rows (or raise --max-prompts-per-row)`,
+      bytes,
+      rules,
+    );
+  }
   for (let i = 0; i < prompts.length; i++) {
     const prompt = prompts[i]!;
     // UTF-16 length bounds the code point count from above: count code points only when it might matter.

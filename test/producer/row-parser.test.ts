@@ -4,7 +4,7 @@ import { LineSplitter, type InputLine } from '../../services/producer/line-split
 import { overrideProblem, readOverrides } from '../../services/producer/overrides.ts';
 import { extractPrompts, firstInvalidUtf8Offset, headText, parseLine, type RowRules } from '../../services/producer/row-parser.ts';
 
-const rules: RowRules = { promptKey: 'conversations', maxPromptChars: 20, maxLineBytes: 200, maxRawBytes: 16 };
+const rules: RowRules = { promptKey: 'conversations', maxPromptChars: 20, maxPromptsPerRow: 3, maxLineBytes: 200, maxRawBytes: 16 };
 
 function line(text: string | Buffer, lineNo = 1): InputLine {
   const bytes = typeof text === 'string' ? Buffer.from(text) : text;
@@ -151,4 +151,17 @@ test('headText cuts at a character boundary; firstInvalidUtf8Offset finds the ba
   assert.equal(firstInvalidUtf8Offset(Buffer.from([0x61, 0xc3, 0xa9, 0xc3])), 3);
   assert.equal(firstInvalidUtf8Offset(Buffer.from([0xed, 0xa0, 0x80])), 0); // a UTF-16 surrogate encoded in UTF-8
   assert.equal(firstInvalidUtf8Offset(Buffer.from([0xc0, 0x80])), 0); // overlong
+});
+
+test('row parser: a row with more prompts than maxPromptsPerRow is a validate error naming the count, the limit and the fix', () => {
+  const three = parseLine(line(JSON.stringify({ prompts: ['a', 'b', 'c'] }), 1), rules);
+  assert.ok(three?.ok, 'a row at the limit is a good row');
+  const four = parseLine(line(JSON.stringify({ prompts: ['a', 'b', 'c', 'd'] }), 2), rules);
+  assert.ok(four && !four.ok);
+  assert.equal(four.stage, 'validate');
+  assert.match(four.error, new RegExp(`4 prompts, over the ${rules.maxPromptsPerRow} limit`));
+  assert.match(four.error, /--max-prompts-per-row/);
+  const chat = Array.from({ length: 5 }, (_, i) => ({ role: 'user', content: `m${i}` }));
+  const five = parseLine(line(JSON.stringify({ conversations: chat }), 3), rules);
+  assert.ok(five && !five.ok && /5 prompts/.test(five.error), 'chat messages count too');
 });
