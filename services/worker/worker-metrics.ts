@@ -8,6 +8,11 @@ export function createWorkerMetrics(registry: Registry) {
   return {
     images: new Counter({ name: 't2i_worker_images_total', help: 'images generated, uploaded and published', registers }),
     deadLetters: new Counter({ name: 't2i_worker_dead_letters_total', help: 'prompts given up and sent to the errors topic', registers }),
+    oversizedResults: new Counter({
+      name: 't2i_worker_oversized_results_total',
+      help: 'image results over the broker message size limit, dead-lettered instead (stage publish)',
+      registers,
+    }),
     engineFailures: new Counter({
       name: 't2i_worker_engine_failures_total',
       help: 'failed engine passes (before splitting/retrying)',

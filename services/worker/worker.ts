@@ -58,6 +58,17 @@ const isRebalance = (error: unknown) =>
     `${(error as { type?: string }).type ?? ''} ${(error as Error).message}`,
   );
 
+/** The broker refused a produce request for its size (MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE), anywhere in the cause chain. */
+export function isTooLarge(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
+    const type = (current as { type?: unknown }).type;
+    if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /**
  * The GPU consumer. Prompts flow: Kafka fetch → admission (bounded in-flight) → micro-batcher (same
  * shape, up to maxBatch or maxWaitMs) → engine (one pass at a time) → PNG encode + upload + publish
@@ -279,14 +290,17 @@ export function createWorker(deps: WorkerDependencies): Worker {
         // dead-lettering or committing anything; the prompts go to another worker or a restarted one.
         batchSpan.end();
         postSlots.release();
-        abandon(error, items);
+        abandon(error, items, 'the engine failed for good');
         return;
       }
       const engineMs = performance.now() - started;
       metrics.batchSize.observe(items.length);
       metrics.inferenceSeconds.observe(engineMs / 1000);
       void publish(items, outcomes, engineMs)
-        .catch((error: unknown) => logger.error({ err: describeError(error) }, 'publishing a batch failed'))
+        // Only a non-retriable fault reaches here (transient ones are waited out inside): a deleted
+        // bucket, a denied PutObject, a dead letter over the broker's limit. Waiting cannot help, so the
+        // worker stops not-ready and exits non-zero; the batch stays uncommitted for a fixed deployment.
+        .catch((error: unknown) => abandon(error, items, 'publishing a batch failed with an error that waiting cannot fix'))
         .finally(() => {
           batchSpan.end();
           postSlots.release();
@@ -374,14 +388,40 @@ export function createWorker(deps: WorkerDependencies): Worker {
       }),
     );
     const publishStart = performance.now();
-    await retry(
-      () =>
-        producer.send(
-          topics.results,
-          'ImageResult',
-          results.map((x) => x.message),
-        ),
-      { onRetry: onTransient('kafka') },
+    const oversized = new Set<(typeof results)[number]>();
+    // Every result carries its row's rowJson, so a micro-batch of big rows can exceed the broker's
+    // limit: the send splits until each part fits, and a result that alone is over the limit becomes a
+    // dead letter for its item (it fails, the job completes) instead of stalling the partition.
+    await sendSplitting(
+      topics.results,
+      'ImageResult',
+      results,
+      (x) => x.message,
+      (x, error) => {
+        const r = x.item.request;
+        oversized.add(x);
+        metrics.oversizedResults.inc();
+        letters.push({
+          item: x.item,
+          message: {
+            key: x.message.key,
+            traceContext: x.message.traceContext,
+            value: {
+              jobId: r.jobId,
+              row: r.row,
+              promptIndex: r.promptIndex,
+              promptCount: r.promptCount,
+              stage: 'publish',
+              error: `the image result is larger than the broker accepts on ${topics.results} (${describeError(error)}); the image was uploaded to ${x.message.value.uri}. Fix: raise max.message.bytes of that topic or make the row smaller`,
+              raw: null,
+              prompt: r.prompt,
+              rowJson: r.rowJson,
+              attempts: 1,
+              createdAt: Date.now(),
+            },
+          },
+        });
+      },
     );
     await retry(
       () =>
@@ -393,13 +433,39 @@ export function createWorker(deps: WorkerDependencies): Worker {
       { onRetry: onTransient('kafka') },
     );
     metrics.publishSeconds.observe((performance.now() - publishStart) / 1000);
-    metrics.images.inc(results.length);
+    const published = results.filter((x) => !oversized.has(x));
+    metrics.images.inc(published.length);
     metrics.deadLetters.inc(letters.length);
     const now = performance.now();
-    for (const { item } of results) metrics.addedLatency.observe(Math.max(0, now - item.fetchedAt - engineMs) / 1000);
+    for (const { item } of published) metrics.addedLatency.observe(Math.max(0, now - item.fetchedAt - engineMs) / 1000);
     for (const { item } of letters)
       logger.warn({ jobId: item.request.jobId, row: item.request.row, promptIndex: item.request.promptIndex }, 'prompt dead-lettered');
-    for (const { item } of [...results, ...letters]) settle(item, true);
+    for (const { item } of [...published, ...letters]) settle(item, true);
+  }
+
+  /**
+   * Sends `entries` (retrying transient faults). When the broker refuses a send as too large, it is
+   * split in halves and retried; an entry that alone is too large goes to `onTooLarge`. Any other
+   * non-retriable error propagates.
+   */
+  async function sendSplitting<N extends 'ImageResult' | 'DeadLetter', T>(
+    topic: string,
+    name: N,
+    entries: T[],
+    message: (entry: T) => OutgoingMessage<N>,
+    onTooLarge: (entry: T, error: unknown) => void,
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    try {
+      await retry(() => producer.send(topic, name, entries.map(message)), { onRetry: onTransient('kafka') });
+    } catch (error) {
+      if (!isTooLarge(error)) throw error;
+      if (entries.length === 1) return onTooLarge(entries[0]!, error);
+      const half = Math.ceil(entries.length / 2);
+      logger.warn({ topic, size: entries.length }, `the broker refused a batch of ${entries.length} as too large: sending it in two parts`);
+      await sendSplitting(topic, name, entries.slice(0, half), message, onTooLarge);
+      await sendSplitting(topic, name, entries.slice(half), message, onTooLarge);
+    }
   }
 
   async function start(): Promise<void> {
@@ -460,13 +526,13 @@ export function createWorker(deps: WorkerDependencies): Worker {
     );
   }
 
-  /** Stops on a fatal engine error: every queued prompt is abandoned (not committed), and `done` rejects. */
-  function abandon(error: unknown, items: WorkItem[]): void {
+  /**
+   * Stops on a fatal error (the engine is gone, or S3/Kafka refuse for good): every queued prompt is
+   * abandoned (not committed), readiness goes false and `done` rejects (the process exits non-zero).
+   */
+  function abandon(error: unknown, items: WorkItem[], what: string): void {
     fatal ??= error;
-    logger.fatal(
-      { err: describeError(error) },
-      'the engine failed for good: stopping this worker; its prompts stay uncommitted for another worker',
-    );
+    logger.fatal({ err: describeError(error) }, `${what}: stopping this worker; its prompts stay uncommitted for another worker`);
     batcher.close();
     for (const item of [...items, ...batcher.takeAll()]) settle(item, false);
     admission.wakeAll();
