@@ -11,7 +11,7 @@ export class FixedLatencyEngine implements ImageEngine {
 
   constructor(
     private readonly latencyMs: number,
-    defaults = { width: 64, height: 64, steps: 4, guidance: 3.5, maxSequenceLength: 64 },
+    defaults = { width: 64, height: 64, steps: 4, guidance: 3.5, trueCfgScale: 1, maxSequenceLength: 64 },
     maxBatchSize = 8,
   ) {
     this.info = {

@@ -84,7 +84,9 @@ export function registerModelCommands(program: Command): void {
       }
       if (report.defaults) {
         const d = report.defaults;
-        out.push(`defaults  ${d.width}x${d.height}, ${d.steps} steps, guidance ${d.guidance}, T5 length ${d.maxSequenceLength}`);
+        out.push(
+          `defaults  ${d.width}x${d.height}, ${d.steps} steps, guidance ${d.guidance}, ${d.trueCfgScale > 1 ? `true CFG ${d.trueCfgScale} (2 transformer passes a step), ` : ''}T5 length ${d.maxSequenceLength}`,
+        );
       }
       out.push(`weights   ${gib(report.weightBytes)} on disk`);
       if (report.memory) {

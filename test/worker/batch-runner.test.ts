@@ -11,7 +11,7 @@ function fakeEngine(fail: (batch: readonly GenerateRequest[]) => Error | undefin
     info: {
       model: 'fake',
       modelDirectory: '-',
-      defaults: { width: 16, height: 16, steps: 1, guidance: 1, maxSequenceLength: 8 },
+      defaults: { width: 16, height: 16, steps: 1, guidance: 1, trueCfgScale: 1, maxSequenceLength: 8 },
       provider: 'cpu',
       usesGuidance: true,
       sizeMultiple: 16,

@@ -87,6 +87,11 @@ TRANSFORMER_CONFIG = dict(
     guidance_embeds=False,  # schnell-like: no guidance input, static shift
     axes_dims_rope=(8, 12, 12),
 )
+# Caption dropout: this share of training steps' prompts are replaced by "" so the model also learns the
+# unconditional velocity, which true classifier-free guidance (diffusers FluxPipeline's true_cfg_scale with
+# an empty negative prompt) needs at sampling time. TRUE_CFG_SCALE is the default written to t2i.json.
+UNCOND_PROB = 0.1
+TRUE_CFG_SCALE = 4.0
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
 DEFAULT_STEPS = 8
 
@@ -278,10 +283,13 @@ def sigmas(steps: int) -> list[float]:
 
 
 @torch.no_grad()
-def sample(model: TextToImage, vae: AutoencoderKL, lat_stats, prompts: list[str], toks, seed: int, steps: int = DEFAULT_STEPS):
+def sample(model: TextToImage, vae: AutoencoderKL, lat_stats, prompts: list[str], toks, seed: int, steps: int = DEFAULT_STEPS, cfg: float = TRUE_CFG_SCALE):
     clip, t5, clip_eos = toks
     c_ids, t_ids = tokenize(clip, t5, clip_eos, prompts)
     pooled, hidden = model.encode(c_ids, t_ids)
+    if cfg > 1:
+        nc_ids, nt_ids = tokenize(clip, t5, clip_eos, [""] * len(prompts))
+        n_pooled, n_hidden = model.encode(nc_ids, nt_ids)
     g = torch.Generator().manual_seed(seed)
     lat = torch.randn(len(prompts), LATENT_CHANNELS, 16, 16, generator=g)
     x = pack(lat)
@@ -290,6 +298,9 @@ def sample(model: TextToImage, vae: AutoencoderKL, lat_stats, prompts: list[str]
     for i in range(steps):
         t = torch.full((len(prompts),), s[i])
         v = model.velocity(x, t, pooled, hidden, img_ids, txt_ids)
+        if cfg > 1:  # FluxPipeline: neg + true_cfg_scale * (cond - neg)
+            neg = model.velocity(x, t, n_pooled, n_hidden, img_ids, txt_ids)
+            v = neg + cfg * (v - neg)
         x = x + (s[i + 1] - s[i]) * v
     z = unpack(x, 16, 16) / lat_stats["scale"] + lat_stats["shift"]
     img = vae.decode(z).sample
@@ -300,7 +311,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     model = TextToImage(clip_cfg, t5_vocab)
     params = [
         {"params": model.transformer.parameters(), "lr": 5e-4},
-        {"params": list(model.text_encoder.parameters()) + list(model.text_encoder_2.parameters()), "lr": 2e-4},
+        {"params": list(model.text_encoder.parameters()) + list(model.text_encoder_2.parameters()), "lr": 4e-4},
     ]
     base = [g["lr"] for g in params]
     opt = torch.optim.AdamW(params, weight_decay=0.01)
@@ -329,6 +340,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
             g["lr"] = b * min(1.0, (step + 1) / 200) * frac
         idx = [rng.randrange(n) for _ in range(batch)]
         prompts = [scenes.caption(data["scenes"][i], rng) for i in idx]
+        prompts = ["" if rng.random() < UNCOND_PROB else p for p in prompts]
         c_ids, t_ids = tokenize(clip, t5, clip_eos, prompts)
         x0 = pack(lat_all[idx])
         noise = torch.randn(x0.shape, generator=gen)
@@ -481,7 +493,7 @@ def export(model: TextToImage, vae: AutoencoderKL, data, out_dir: str, name: str
         write_json(os.path.join(out_dir, sub, "config.json"), d)
     write_json(os.path.join(out_dir, "scheduler", "scheduler_config.json"), {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": diffusers.__version__, **SCHEDULER_CONFIG})
     write_json(os.path.join(out_dir, "model_index.json"), json.load(open(os.path.join(TOKENIZER_SOURCE, "model_index.json"))))
-    write_json(os.path.join(out_dir, "t2i.json"), {"name": name, "width": 64, "height": 64, "steps": DEFAULT_STEPS, "guidance": 0, "max_sequence_length": MAX_SEQUENCE_LENGTH})
+    write_json(os.path.join(out_dir, "t2i.json"), {"name": name, "width": 64, "height": 64, "steps": DEFAULT_STEPS, "guidance": 0, "true_cfg_scale": TRUE_CFG_SCALE, "max_sequence_length": MAX_SEQUENCE_LENGTH})
     # the exported graphs against PyTorch, once
     import onnxruntime as ort
 
@@ -499,7 +511,7 @@ def main():
     ap.add_argument("--vae-steps", type=int, default=2700)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--scenes", type=int, default=16384, help="training images (rendered once, encoded once)")
-    ap.add_argument("--steps", type=int, default=4000, help="transformer steps")
+    ap.add_argument("--steps", type=int, default=9000, help="transformer steps")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
     args = ap.parse_args()

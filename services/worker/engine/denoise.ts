@@ -24,6 +24,12 @@ export interface DenoiseInput {
   guidance: readonly number[];
   /** Text conditioning with exactly batchSize rows. */
   prompts: PromptEncoding;
+  /**
+   * True classifier-free guidance: the negative prompt's conditioning (batchSize rows) and one scale
+   * for the pass. The transformer runs on both at every step; v = neg + scale * (cond - neg), as
+   * diffusers' FluxPipeline does for true_cfg_scale > 1.
+   */
+  trueCfg?: { negative: PromptEncoding; scale: number };
   /** Called after each Euler step with the transformer output (velocity) and the updated latents. */
   onStep?: (step: number, velocity: Float32Array, latents: Float32Array) => void;
 }
@@ -56,26 +62,33 @@ export async function denoise(model: LoadedModel, input: DenoiseInput, timed: St
       `denoise: ${batch} latents but ${input.prompts.batchSize} prompts and ${input.guidance.length} guidance values`,
     );
   }
+  if (input.trueCfg && input.trueCfg.negative.batchSize !== batch) {
+    throw new EngineError('BAD_REQUEST', `denoise: ${batch} latents but ${input.trueCfg.negative.batchSize} negative prompts`);
+  }
   const schedule = flowMatchSchedule(model.scheduler, input.steps, geometry.sequenceLength);
-  const { textLength, textHiddenSize, pooledSize } = input.prompts;
 
   // Conditioning is the same at every step: build those tensors once.
-  const constantFeeds: Record<string, Tensor> = {
-    [t.encoderHiddenStates.name]: floatTensor(t.encoderHiddenStates, padRows(input.prompts.textHidden, batch, target), [
-      target,
-      textLength,
-      textHiddenSize,
-    ]),
-    [t.pooledProjections.name]: floatTensor(t.pooledProjections, padRows(input.prompts.pooled, batch, target), [target, pooledSize]),
-    [t.imgIds.name]: positionIdsTensor(t.imgIds, imagePositionIds(geometry), geometry.sequenceLength, target),
-    [t.txtIds.name]: positionIdsTensor(t.txtIds, textPositionIds(textLength), textLength, target),
+  const conditioning = (prompts: PromptEncoding): Record<string, Tensor> => {
+    const { textLength, textHiddenSize, pooledSize } = prompts;
+    const feeds: Record<string, Tensor> = {
+      [t.encoderHiddenStates.name]: floatTensor(t.encoderHiddenStates, padRows(prompts.textHidden, batch, target), [
+        target,
+        textLength,
+        textHiddenSize,
+      ]),
+      [t.pooledProjections.name]: floatTensor(t.pooledProjections, padRows(prompts.pooled, batch, target), [target, pooledSize]),
+      [t.imgIds.name]: positionIdsTensor(t.imgIds, imagePositionIds(geometry), geometry.sequenceLength, target),
+      [t.txtIds.name]: positionIdsTensor(t.txtIds, textPositionIds(textLength), textLength, target),
+    };
+    if (t.guidance) {
+      feeds[t.guidance.name] = floatTensor(t.guidance, padRows(Float32Array.from(input.guidance), batch, target), [target]);
+    }
+    return feeds;
   };
-  if (t.guidance) {
-    constantFeeds[t.guidance.name] = floatTensor(t.guidance, padRows(Float32Array.from(input.guidance), batch, target), [target]);
-  }
+  const positive = conditioning(input.prompts);
+  const negative = input.trueCfg ? conditioning(input.trueCfg.negative) : undefined;
 
-  let latents = Float32Array.from(input.latents);
-  for (let step = 0; step < input.steps; step++) {
+  const velocityOf = async (constantFeeds: Record<string, Tensor>, latents: Float32Array, step: number, label: string) => {
     const timestep = new Float32Array(target).fill(f32(schedule.timesteps[step]!));
     const feeds: Record<string, Tensor> = {
       ...constantFeeds,
@@ -86,7 +99,12 @@ export async function denoise(model: LoadedModel, input: DenoiseInput, timed: St
       ]),
       [t.timestep.name]: floatTensor(t.timestep, timestep, [target]),
     };
-    const outputs = await timed('transformer', batch, () => t.session.run(feeds, [t.output.name], `transformer step ${step}`), step);
+    const outputs = await timed(
+      'transformer',
+      batch,
+      () => t.session.run(feeds, [t.output.name], `transformer step ${step}${label}`),
+      step,
+    );
     const velocity = readFloatTensor(outputs[t.output.name]!, t.session.file);
     if (velocity.length < latents.length) {
       throw new EngineError(
@@ -96,10 +114,22 @@ export async function denoise(model: LoadedModel, input: DenoiseInput, timed: St
     }
     assertFinite(
       velocity.subarray(0, latents.length),
-      `transformer step ${step + 1} of ${input.steps}`,
+      `transformer step ${step + 1} of ${input.steps}${label}`,
       t.session.file,
       model.float16.transformer,
     );
+    return velocity;
+  };
+
+  let latents = Float32Array.from(input.latents);
+  for (let step = 0; step < input.steps; step++) {
+    const velocity = await velocityOf(positive, latents, step, '');
+    if (negative) {
+      // FluxPipeline: noise_pred = neg_noise_pred + true_cfg_scale * (noise_pred - neg_noise_pred), float32.
+      const neg = await velocityOf(negative, latents, step, ' (negative prompt)');
+      const scale = f32(input.trueCfg!.scale);
+      for (let i = 0; i < latents.length; i++) velocity[i] = f32(neg[i]! + f32(scale * f32(velocity[i]! - neg[i]!)));
+    }
     // FlowMatchEulerDiscreteScheduler.step: prev = sample + (sigma_next - sigma) * v, all float32.
     const dt = f32(schedule.sigmas[step + 1]! - schedule.sigmas[step]!);
     const next = new Float32Array(latents.length);

@@ -8,7 +8,7 @@
  *        -> / scaling_factor + shift_factor -> vae_decoder -> clamp(x/2+0.5) -> uint8 RGB
  *
  * A generate() call encodes all prompts in batched passes, then groups requests by
- * (width, height, steps) and denoises each group in passes of up to maxBatchSize images, with
+ * (width, height, steps, true CFG scale) and denoises each group in passes of up to maxBatchSize images, with
  * per-image guidance and per-image seeds, so batching never changes an image. The stages live in
  * model-loader.ts (preflight, sessions), text-encoding.ts and denoise.ts (Euler loop, VAE decode).
  */
@@ -48,6 +48,7 @@ interface ResolvedRequest {
   height: number;
   steps: number;
   guidance: number;
+  trueCfgScale: number;
 }
 
 type PipelineState = 'created' | 'loading' | 'ready' | 'closing' | 'closed';
@@ -190,12 +191,19 @@ export class FluxPipeline implements ImageEngine {
       height: request.height ?? defaults.height,
       steps: request.steps ?? defaults.steps,
       guidance: request.guidance ?? defaults.guidance,
+      trueCfgScale: request.trueCfgScale ?? defaults.trueCfgScale,
     };
     if (!Number.isInteger(resolved.steps) || resolved.steps < 1 || resolved.steps > 1000) {
       throw new EngineError('BAD_REQUEST', `request ${index}: steps must be an integer in 1..1000, got ${resolved.steps}`);
     }
     if (!Number.isFinite(resolved.guidance)) {
       throw new EngineError('BAD_REQUEST', `request ${index}: guidance must be a finite number, got ${resolved.guidance}`);
+    }
+    if (!Number.isFinite(resolved.trueCfgScale) || resolved.trueCfgScale < 1) {
+      throw new EngineError(
+        'BAD_REQUEST',
+        `request ${index}: trueCfgScale must be a number >= 1 (1 turns it off), got ${resolved.trueCfgScale}`,
+      );
     }
     geometryOf(this.requireModel(), resolved.width, resolved.height);
     return resolved;
@@ -211,10 +219,14 @@ export class FluxPipeline implements ImageEngine {
       options.maxSequenceLength !== undefined ? { maxSequenceLength: options.maxSequenceLength } : {},
       this.timed,
     );
+    // True CFG's negative prompt is empty (FluxPipeline with negative_prompt ""): encoded once per call.
+    const negative = resolved.some((request) => request.trueCfgScale > 1)
+      ? await encodePrompts(model, [''], { maxSequenceLength: encoding.textLength }, this.timed)
+      : undefined;
 
     const groups = new Map<string, ResolvedRequest[]>();
     for (const request of resolved) {
-      const key = `${request.width}x${request.height}x${request.steps}`;
+      const key = `${request.width}x${request.height}x${request.steps}x${request.trueCfgScale}`;
       const group = groups.get(key);
       if (group) group.push(request);
       else groups.set(key, [request]);
@@ -223,7 +235,7 @@ export class FluxPipeline implements ImageEngine {
     const results: GeneratedImage[] = new Array(resolved.length);
     for (const group of groups.values()) {
       for (const pass of chunk(group, model.info.maxBatchSize)) {
-        const { width, height, steps } = pass[0]!;
+        const { width, height, steps, trueCfgScale } = pass[0]!;
         const geometry = geometryOf(model, width, height);
         const tokensPerImage = geometry.sequenceLength * geometry.packedChannels;
         const latents = new Float32Array(tokensPerImage * pass.length);
@@ -250,6 +262,17 @@ export class FluxPipeline implements ImageEngine {
               encoding,
               pass.map((request) => request.index),
             ),
+            ...(negative && trueCfgScale > 1
+              ? {
+                  trueCfg: {
+                    negative: selectRows(
+                      negative,
+                      pass.map(() => 0),
+                    ),
+                    scale: trueCfgScale,
+                  },
+                }
+              : {}),
           },
           this.timed,
         );
@@ -263,6 +286,7 @@ export class FluxPipeline implements ImageEngine {
             seed: request.seed,
             steps,
             guidance: request.guidance,
+            ...(trueCfgScale > 1 ? { trueCfgScale } : {}),
             model: model.info.model,
             ...(truncation ? { truncation } : {}),
           };

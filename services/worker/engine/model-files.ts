@@ -69,6 +69,25 @@ async function requireDirectory(path: string, what: string): Promise<void> {
   throw new EngineError('MODEL_NOT_FOUND', `${path}: ${what} is not a directory`);
 }
 
+/** diffusers FluxPipeline defaults (FLUX.1-dev), used where t2i.json is silent. */
+export const FLUX_DEV_DEFAULTS: Readonly<ModelDefaults> = Object.freeze({
+  width: 1024,
+  height: 1024,
+  steps: 28,
+  guidance: 3.5,
+  trueCfgScale: 1,
+  maxSequenceLength: 512,
+});
+/** FLUX.1-schnell defaults, for models without a guidance input. */
+export const FLUX_SCHNELL_DEFAULTS: Readonly<ModelDefaults> = Object.freeze({
+  width: 1024,
+  height: 1024,
+  steps: 4,
+  guidance: 0,
+  trueCfgScale: 1,
+  maxSequenceLength: 256,
+});
+
 function positiveNumber(value: unknown, file: string, key: string): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
@@ -85,10 +104,12 @@ export function readDeclaredDefaults(raw: Record<string, unknown> | undefined, f
   const steps = positiveNumber(raw['steps'] ?? raw['num_inference_steps'], file, 'steps');
   const maxSequenceLength = positiveNumber(raw['max_sequence_length'], file, 'max_sequence_length');
   const guidance = raw['guidance'] ?? raw['guidance_scale'];
+  const trueCfgScale = positiveNumber(raw['true_cfg_scale'], file, 'true_cfg_scale');
   if (width !== undefined) defaults.width = width;
   if (height !== undefined) defaults.height = height;
   if (steps !== undefined) defaults.steps = steps;
   if (maxSequenceLength !== undefined) defaults.maxSequenceLength = maxSequenceLength;
+  if (trueCfgScale !== undefined) defaults.trueCfgScale = trueCfgScale;
   if (typeof guidance === 'number' && Number.isFinite(guidance)) defaults.guidance = guidance;
   if (typeof raw['name'] === 'string' && raw['name'].length > 0) defaults.name = raw['name'];
   return defaults;

@@ -7,7 +7,7 @@ import { bindClipEncoder, bindT5Encoder, bindTransformer, bindVaeDecoder } from 
 import type { TextEncoderBinding, TransformerBinding, VaeDecoderBinding } from './components.ts';
 import { EngineError } from './errors.ts';
 import { latentGeometry, type LatentGeometry } from './latents.ts';
-import { readFluxModelFiles, type FluxModelFiles } from './model-files.ts';
+import { FLUX_DEV_DEFAULTS, FLUX_SCHNELL_DEFAULTS, readFluxModelFiles, type FluxModelFiles } from './model-files.ts';
 import type { ModelSession, SessionSettings } from './onnx-session.ts';
 import type { ResolvedPipelineOptions } from './options.ts';
 import { preflightError, preflightModel } from './preflight.ts';
@@ -15,22 +15,7 @@ import { DEFAULT_SCHEDULER_CONFIG, FLUX_DEV_SCHEDULER_CONFIG, type FlowMatchSche
 import { loadPromptTokenizer, type PromptTokenizer } from './tokenizer.ts';
 import type { EngineInfo, ModelDefaults } from './types.ts';
 
-/** diffusers FluxPipeline defaults (FLUX.1-dev), used where t2i.json is silent. */
-export const FLUX_DEV_DEFAULTS: Readonly<ModelDefaults> = Object.freeze({
-  width: 1024,
-  height: 1024,
-  steps: 28,
-  guidance: 3.5,
-  maxSequenceLength: 512,
-});
-/** FLUX.1-schnell defaults, for models without a guidance input. */
-export const FLUX_SCHNELL_DEFAULTS: Readonly<ModelDefaults> = Object.freeze({
-  width: 1024,
-  height: 1024,
-  steps: 4,
-  guidance: 0,
-  maxSequenceLength: 256,
-});
+export { FLUX_DEV_DEFAULTS, FLUX_SCHNELL_DEFAULTS } from './model-files.ts';
 
 export interface LoadedModel {
   files: FluxModelFiles;

@@ -18,6 +18,8 @@ export interface ImageMetadata {
   seed: number;
   steps: number;
   guidance: number;
+  /** True CFG scale, present when it was used (above 1). */
+  trueCfgScale?: number;
   width: number;
   height: number;
   model: string;
@@ -30,6 +32,7 @@ export function imageMetadata(prompt: string, image: Omit<ImageMetadata, 'prompt
     seed: image.seed,
     steps: image.steps,
     guidance: image.guidance,
+    ...(image.trueCfgScale !== undefined && image.trueCfgScale > 1 ? { trueCfgScale: image.trueCfgScale } : {}),
     width: image.width,
     height: image.height,
     model: image.model,
@@ -90,7 +93,8 @@ function textChunk(keyword: string, text: string): Buffer {
 
 /**
  * The generation settings as AUTOMATIC1111 (and Forge, ComfyUI's readers, civitai) write them: the
- * prompt, then one line of `Key: value` pairs. FLUX's guidance is "Distilled CFG Scale" (Forge's name);
+ * prompt, then one line of `Key: value` pairs. FLUX's guidance is "Distilled CFG Scale" (Forge's name),
+ * true classifier-free guidance (1 when off) is "CFG scale";
  * the sampler is the flow-matching Euler sampler.
  */
 export function a1111Parameters(metadata: ImageMetadata): string {
@@ -98,7 +102,7 @@ export function a1111Parameters(metadata: ImageMetadata): string {
     `Steps: ${metadata.steps}`,
     'Sampler: Euler',
     'Schedule type: Simple',
-    'CFG scale: 1',
+    `CFG scale: ${metadata.trueCfgScale ?? 1}`,
     `Distilled CFG Scale: ${metadata.guidance}`,
     `Seed: ${metadata.seed}`,
     `Size: ${metadata.width}x${metadata.height}`,

@@ -10,7 +10,16 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bindClipEncoder, bindT5Encoder, bindTransformer, bindVaeDecoder, type ModelSignature } from './components.ts';
 import { EngineError } from './errors.ts';
-import { COMPONENT_FOLDERS, readDeclaredDefaults, readJson, readVaeSettings, type ComponentName, type VaeSettings } from './model-files.ts';
+import {
+  COMPONENT_FOLDERS,
+  FLUX_DEV_DEFAULTS,
+  FLUX_SCHNELL_DEFAULTS,
+  readDeclaredDefaults,
+  readJson,
+  readVaeSettings,
+  type ComponentName,
+  type VaeSettings,
+} from './model-files.ts';
 import { readOnnxHeader, weightBytes, type OnnxHeader } from './onnx-header.ts';
 import { DEFAULT_SCHEDULER_CONFIG, FLUX_DEV_SCHEDULER_CONFIG, parseSchedulerConfig, type FlowMatchSchedulerConfig } from './schedule.ts';
 import { tokenizerJsonText, tokenizerSourceOf, type TokenizerSource } from './tokenizer-files.ts';
@@ -368,9 +377,7 @@ export async function preflightModel(modelDirectory: string, options: PreflightO
     issue('error', schedulerFile, (error as Error).message, 'copy scheduler/scheduler_config.json from the original checkpoint');
   }
   if (report.usesGuidance !== null) {
-    const base = report.usesGuidance
-      ? { width: 1024, height: 1024, steps: 28, guidance: 3.5, maxSequenceLength: 512 }
-      : { width: 1024, height: 1024, steps: 4, guidance: 0, maxSequenceLength: 256 };
+    const base = report.usesGuidance ? FLUX_DEV_DEFAULTS : FLUX_SCHNELL_DEFAULTS;
     const { name: _name, ...values } = declared;
     report.defaults = { ...base, ...values };
   }

@@ -21,6 +21,13 @@ export interface GenerateRequest {
   steps?: number;
   /** Distilled guidance scale fed to the transformer (ignored by models without the input). Default: t2i.json, else 3.5. */
   guidance?: number;
+  /**
+   * True classifier-free guidance (diffusers FluxPipeline's `true_cfg_scale`, with an empty negative
+   * prompt): above 1 the transformer also runs unconditioned at every step and the velocity becomes
+   * neg + scale * (cond - neg), twice the transformer work. 1 turns it off. Default: t2i.json
+   * `true_cfg_scale`, else 1.
+   */
+  trueCfgScale?: number;
 }
 
 export interface GeneratedImage {
@@ -32,6 +39,8 @@ export interface GeneratedImage {
   steps: number;
   /** The guidance scale used (reported even when the model has no guidance input). */
   guidance: number;
+  /** The true CFG scale, present when it was used (above 1). */
+  trueCfgScale?: number;
   /** Model name (t2i.json `name`, else the model directory's name). */
   model: string;
   /** Present when a tokenizer cut the prompt short: its token count and the encoder's limit. */
@@ -44,6 +53,8 @@ export interface ModelDefaults {
   height: number;
   steps: number;
   guidance: number;
+  /** True CFG scale (1: off; FLUX.1 exports leave it off). */
+  trueCfgScale: number;
   /** T5 sequence length in tokens. */
   maxSequenceLength: number;
 }

@@ -18,7 +18,7 @@ describe('FluxPipeline batching and determinism', { skip }, () => {
     assert.equal(pipeline.info.provider, 'cpu');
     assert.equal(pipeline.info.usesGuidance, true);
     assert.equal(pipeline.info.maxBatchSize, 3);
-    assert.deepEqual(pipeline.info.defaults, { width: 64, height: 64, steps: 4, guidance: 3.5, maxSequenceLength: 64 });
+    assert.deepEqual(pipeline.info.defaults, { width: 64, height: 64, steps: 4, guidance: 3.5, trueCfgScale: 1, maxSequenceLength: 64 });
   });
 
   it('gives each request the same image alone or in a mixed batch, in request order', async () => {
