@@ -11,6 +11,7 @@ interface SinkFlags extends ConnectionFlags {
   flushIntervalMs?: number;
   maxBufferedMessages?: number;
   sessionTimeoutMs?: number;
+  orphanJobMs?: number;
 }
 
 function positiveInt(value: string): number {
@@ -35,6 +36,11 @@ export function registerSinkCommands(program: Command): void {
     )
     .option('--max-buffered-messages <n>', 'spill when this many results/errors are buffered', positiveInt)
     .option('--session-timeout-ms <ms>', 'Kafka session timeout of the sink consumers', positiveInt)
+    .addOption(
+      new Option('--orphan-job-ms <ms>', 'fail a job whose results arrive without any started/produced event for this long')
+        .env('T2I_SINK_ORPHAN_JOB_MS')
+        .argParser(positiveInt),
+    )
     .action(async (flags: SinkFlags) => {
       const config = configFromFlags(flags);
       await runService('sink', config, async ({ logger, registry }) => {
@@ -51,6 +57,7 @@ export function registerSinkCommands(program: Command): void {
           ...(flags.flushIntervalMs !== undefined ? { flushIntervalMs: flags.flushIntervalMs } : {}),
           ...(flags.maxBufferedMessages !== undefined ? { maxBufferedMessages: flags.maxBufferedMessages } : {}),
           ...(flags.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: flags.sessionTimeoutMs } : {}),
+          ...(flags.orphanJobMs !== undefined ? { orphanJobMs: flags.orphanJobMs } : {}),
         });
         await sink.start();
         logger.info({ topics: sink.topics, bucket: store.bucket }, 'sink: running');

@@ -70,6 +70,25 @@ export interface JobEvent {
   message: string | null;
 }
 
+/** A job event with every count zero and every optional field null, then `fields` over it. */
+export function jobEvent(jobId: string, type: JobEvent['type'], fields: Partial<JobEvent>): JobEvent {
+  return {
+    jobId,
+    type,
+    at: Date.now(),
+    rows: 0,
+    prompts: 0,
+    badRows: 0,
+    images: 0,
+    errors: 0,
+    source: null,
+    paramsJson: null,
+    outputUri: null,
+    message: null,
+    ...fields,
+  };
+}
+
 /** Message key `<jobId>/<row>`: keeps a row's messages on one partition. */
 export function rowKey(jobId: string, row: number): string {
   return `${jobId}/${row}`;

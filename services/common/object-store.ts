@@ -196,6 +196,15 @@ export class ObjectStore {
     } while (token);
   }
 
+  /** Deletes one object (no error when it does not exist, as S3 answers). */
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      throw this.wrap(`delete ${key}`, error);
+    }
+  }
+
   /**
    * Deletes every object under a prefix. Uses DeleteObjects (1000 keys a request) where the server supports
    * it, else one DeleteObject per key, 8 at a time (s3proxy answers DeleteObjects with 501 NotImplemented).

@@ -7,7 +7,7 @@ import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../com
 import { silentLogger } from '../common/logger.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { ObjectStore } from '../common/object-store.ts';
-import { rowKey, type DeadLetter, type JobEvent, type PromptRequest } from '../common/messages.ts';
+import { jobEvent, rowKey, type DeadLetter, type PromptRequest } from '../common/messages.ts';
 import { context, injectTraceHeaders, tracer } from '../common/telemetry.ts';
 import { openInput } from './input.ts';
 import { ensureJobIdUnused } from './job-guard.ts';
@@ -370,24 +370,6 @@ class RowMessages {
     this.batcher.add(this.errorsTopic, [message], [size]);
     return false;
   }
-}
-
-function jobEvent(jobId: string, type: JobEvent['type'], fields: Partial<JobEvent>): JobEvent {
-  return {
-    jobId,
-    type,
-    at: Date.now(),
-    rows: 0,
-    prompts: 0,
-    badRows: 0,
-    images: 0,
-    errors: 0,
-    source: null,
-    paramsJson: null,
-    outputUri: null,
-    message: null,
-    ...fields,
-  };
 }
 
 async function partitionCounts(admin: Admin, topics: string[]): Promise<Record<string, number>> {

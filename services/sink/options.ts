@@ -6,7 +6,7 @@ import type { Config } from '../common/config.ts';
 import { T2iError } from '../common/errors.ts';
 import type { MessageProducer } from '../common/message-producer.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-import type { JobManifest } from './types.ts';
+import type { FailedJobManifest, JobManifest } from './types.ts';
 
 /** What createSink needs (dependencies) and how it behaves (tuning, all optional). */
 export interface SinkOptions {
@@ -21,6 +21,8 @@ export interface SinkOptions {
   producer?: MessageProducer;
   /** Called once per job this sink completes, after manifest.json is written and the event is published. */
   onJobCompleted?: (manifest: JobManifest) => void;
+  /** Called once per job this sink fails (see FailedJobManifest), after its manifest.json is written. */
+  onJobFailed?: (manifest: FailedJobManifest) => void;
   /** Consumer group of the results/errors consumer. Default `t2i-sink`. */
   groupId?: string;
   /** Spill the in-memory buffers to the bucket at least this often (ms), so offsets get committed. Default 5000. */
@@ -37,6 +39,12 @@ export interface SinkOptions {
   deletePartsOnComplete?: boolean;
   /** Kafka session timeout (ms): how long a dead sink holds its partitions before the group moves on. Default 30 000. */
   sessionTimeoutMs?: number;
+  /**
+   * Results for a job with no `started` or `produced` event (on the jobs topic or in the open-jobs
+   * ledger) for this long fail that job: a `failed` manifest, parts deleted, a `failed` event. Default
+   * 600 000 (10 min; a job's `started` event is sent before its first prompt).
+   */
+  orphanJobMs?: number;
 }
 
 /** SinkOptions compiled once: defaults applied, values checked. */
@@ -49,6 +57,7 @@ export interface CompiledSinkOptions {
   uploadConcurrency: number;
   deletePartsOnComplete: boolean;
   sessionTimeoutMs: number;
+  orphanJobMs: number;
 }
 
 export function compileSinkOptions(options: Partial<SinkOptions>): CompiledSinkOptions {
@@ -61,6 +70,7 @@ export function compileSinkOptions(options: Partial<SinkOptions>): CompiledSinkO
     uploadConcurrency: options.uploadConcurrency ?? 4,
     deletePartsOnComplete: options.deletePartsOnComplete ?? true,
     sessionTimeoutMs: options.sessionTimeoutMs ?? 30_000,
+    orphanJobMs: options.orphanJobMs ?? 600_000,
   };
   const problems: string[] = [];
   const positive = (name: keyof CompiledSinkOptions, min: number) => {
@@ -74,6 +84,7 @@ export function compileSinkOptions(options: Partial<SinkOptions>): CompiledSinkO
   positive('mergeFanIn', 2);
   positive('uploadConcurrency', 1);
   positive('sessionTimeoutMs', 1000);
+  positive('orphanJobMs', 100);
   if (!compiled.groupId) problems.push('groupId: expected a non-empty consumer group name');
   if (problems.length > 0) throw new T2iError('CONFIG_INVALID', `sink options: ${problems.join('; ')}`);
   return Object.freeze(compiled);

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { SpanKind } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
@@ -11,7 +10,7 @@ import { T2iError, describeError } from '../common/errors.ts';
 import { ensureTopics, headersToStrings, topicLayout } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
-import { JOB_ID_PATTERN, jobPrefix, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
+import { JOB_ID_PATTERN, jobEvent, jobPrefix, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { extractTraceContext, tracer } from '../common/telemetry.ts';
@@ -20,7 +19,8 @@ import { mergeSortedParts, readLines, sortAndDedupe, type MergeCounters } from '
 import { compileSinkOptions, type CompiledSinkOptions, type SinkOptions } from './options.ts';
 import { errorEntryLine, imageEntryLine, parsePartKey, partKey, partsPrefix, sinkPrefix, type PartEntry } from './part-format.ts';
 import { ObjectLineWriter } from './object-writer.ts';
-import type { JobManifest, SinkState, SinkStats } from './types.ts';
+import { deleteOpenJob, readOpenJobs, writeOpenJob } from './open-jobs.ts';
+import type { FailedJobManifest, JobManifest, SinkState, SinkStats } from './types.ts';
 
 /*
  * How the sink stays correct across restarts with bounded memory
@@ -68,6 +68,14 @@ interface JobState {
   ready: boolean;
   /** The last completion attempt failed (S3 down…): the next tick tries again. */
   retryAttempt: boolean;
+  /** When this process first heard of the job (an event or a result): the orphan clock. */
+  firstSeenAt: number;
+}
+
+/** Why a job will not complete, and whether the sink must announce it (a `failed` event) or the producer did. */
+interface JobFailure {
+  reason: string;
+  announce: boolean;
 }
 
 interface PartRef {
@@ -104,6 +112,11 @@ export class Sink {
   /** Jobs whose `completed` event is on the jobs topic (to re-publish one that a crash lost). */
   private readonly completedEvents = new Set<string>();
   private readonly pendingOffsets = new Map<string, PendingOffset>();
+  /** Jobs to fail (instead of completing) on their next attempt. */
+  private readonly failures = new Map<string, JobFailure>();
+  /** The open-jobs ledger has been read back after the job events caught up (see open-jobs.ts). */
+  private ledgerRestored = false;
+  private ledgerRestoring: Promise<void> | undefined;
   private bufferedMessages = 0;
   private bufferedBytes = 0;
   private partsWritten = 0;
@@ -184,6 +197,7 @@ export class Sink {
       await this.startDataConsumer();
       this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs);
       this.timer.unref();
+      void this.restoreOpenJobs();
       this.lifecycle.transition('RUNNING');
     } catch (error) {
       this.lifecycle.transition('FAILED');
@@ -442,7 +456,7 @@ export class Sink {
   private jobState(jobId: string): JobState {
     let job = this.jobs.get(jobId);
     if (!job) {
-      job = { jobId, buffer: [], bufferBytes: 0, partLines: 0, nextCheckAt: 0, retryAttempt: false, ready: false };
+      job = { jobId, buffer: [], bufferBytes: 0, partLines: 0, nextCheckAt: 0, retryAttempt: false, ready: false, firstSeenAt: Date.now() };
       this.jobs.set(jobId, job);
     }
     return job;
@@ -486,11 +500,19 @@ export class Sink {
     if (!JOB_ID_PATTERN.test(event.jobId)) return true;
     switch (event.type) {
       case 'started':
-        if (!this.completed.has(event.jobId)) this.jobState(event.jobId).started = event;
+        if (this.completed.has(event.jobId)) {
+          // The id was used before and is started again (`t2i produce --force` deleted the old job first).
+          this.completed.delete(event.jobId);
+          this.completedEvents.delete(event.jobId);
+        }
+        this.failures.delete(event.jobId);
+        this.jobState(event.jobId).started = event;
+        this.recordOpenJob(event.jobId);
         break;
       case 'produced':
         if (!this.completed.has(event.jobId)) {
           this.jobState(event.jobId).produced = event;
+          this.recordOpenJob(event.jobId);
           this.enqueueAttempt(event.jobId);
         }
         break;
@@ -499,10 +521,82 @@ export class Sink {
         this.markCompleted(event.jobId);
         break;
       case 'failed':
-        this.logger.warn({ jobId: event.jobId, message: event.message }, `sink: job ${event.jobId} reported failed`);
+        if (!this.completed.has(event.jobId) && !this.failures.has(event.jobId)) {
+          this.logger.warn({ jobId: event.jobId, message: event.message }, `sink: job ${event.jobId} reported failed`);
+          this.failures.set(event.jobId, { reason: event.message ?? 'its producer reported it failed', announce: false });
+          this.enqueueAttempt(event.jobId);
+        }
         break;
     }
     return true;
+  }
+
+  // ---------------------------------------------------------------- open-jobs ledger (open-jobs.ts)
+
+  /** Live events of open jobs go to the ledger; events replayed at start are reconciled by restoreOpenJobs. */
+  private recordOpenJob(jobId: string): void {
+    if (!this.ledgerRestored) return;
+    const job = this.jobs.get(jobId);
+    if (!job) return;
+    const record = { jobId, ...(job.started ? { started: job.started } : {}), ...(job.produced ? { produced: job.produced } : {}) };
+    retry(() => writeOpenJob(this.store, record), this.s3Retry('write open-jobs ledger')).catch((error: unknown) =>
+      this.logger.warn(
+        { err: error, jobId },
+        `sink: could not record open job ${jobId} (the jobs topic still has its events): ${describeError(error)}`,
+      ),
+    );
+  }
+
+  /**
+   * Once the job events have caught up: takes back the events of open jobs that the jobs topic no longer
+   * holds (retention), records the open jobs the ledger lacks, drops entries of finished jobs, and puts
+   * every open job up for a completion attempt. Retried by tick() until it succeeds.
+   */
+  private restoreOpenJobs(): Promise<void> {
+    this.ledgerRestoring ??= (async () => {
+      await this.jobsCaughtUpPromise;
+      if (this.stopping) return;
+      const records = await retry(
+        () => readOpenJobs(this.store, (key, error) => this.logger.warn({ err: error, key }, `sink: unreadable open-jobs entry ${key}`)),
+        this.s3Retry('list open-jobs ledger'),
+      );
+      const listed = new Set<string>();
+      for (const record of records) {
+        listed.add(record.jobId);
+        if (this.completed.has(record.jobId)) {
+          await retry(() => deleteOpenJob(this.store, record.jobId), this.s3Retry('delete open-jobs entry'));
+          continue;
+        }
+        const job = this.jobState(record.jobId);
+        if (!job.started && record.started) job.started = record.started;
+        if (!job.produced && record.produced) job.produced = record.produced;
+        this.enqueueAttempt(record.jobId);
+      }
+      this.ledgerRestored = true;
+      for (const job of this.jobs.values()) {
+        if (!listed.has(job.jobId) && (job.started || job.produced)) this.recordOpenJob(job.jobId);
+      }
+      this.kickAttempts();
+    })().catch((error: unknown) => {
+      this.ledgerRestoring = undefined;
+      this.logger.warn({ err: error }, `sink: could not read the open-jobs ledger, will retry: ${describeError(error)}`);
+    });
+    return this.ledgerRestoring;
+  }
+
+  /** Results with no started/produced event for orphanJobMs: the job cannot complete, so it fails. */
+  private failOrphans(): void {
+    if (!this.ledgerRestored) return;
+    const now = Date.now();
+    for (const job of this.jobs.values()) {
+      if (job.started || job.produced || this.failures.has(job.jobId) || now - job.firstSeenAt < this.options.orphanJobMs) continue;
+      const minutes = Math.round(this.options.orphanJobMs / 6000) / 10;
+      this.failures.set(job.jobId, {
+        reason: `results arrived for job ${job.jobId}, but no started or produced event did (on the ${this.topics.jobs} topic or in the sink's open-jobs ledger) within ${minutes} min: it was not produced by t2i produce, or its events were lost`,
+        announce: true,
+      });
+      this.enqueueAttempt(job.jobId);
+    }
   }
 
   // ---------------------------------------------------------------- spill
@@ -521,6 +615,8 @@ export class Sink {
         this.enqueueAttempt(job.jobId);
       }
     }
+    if (this.jobsCaughtUp && !this.ledgerRestored) void this.restoreOpenJobs();
+    this.failOrphans();
   }
 
   /**
@@ -608,7 +704,8 @@ export class Sink {
         const jobId = this.attemptQueue.values().next().value as string;
         this.attemptQueue.delete(jobId);
         try {
-          await this.attemptCompletion(jobId);
+          if (this.failures.has(jobId)) await this.failJob(jobId);
+          else await this.attemptCompletion(jobId);
         } catch (error) {
           this.logger.warn({ err: error, jobId }, `sink: completion attempt for ${jobId} failed, will retry: ${describeError(error)}`);
           const job = this.jobs.get(jobId);
@@ -627,8 +724,10 @@ export class Sink {
     if (existing) {
       // Complete already (by us before a crash, or by another instance): make sure its event exists, tidy up.
       this.markCompleted(jobId);
-      await this.publishCompleted(completedEventFromManifest(JSON.parse(existing.toString('utf8')) as JobManifest));
-      if (this.options.deletePartsOnComplete) await this.deleteSinkState(jobId);
+      const manifest = JSON.parse(existing.toString('utf8')) as JobManifest | FailedJobManifest;
+      if (manifest.status === 'complete') await this.publishCompleted(completedEventFromManifest(manifest));
+      if (this.options.deletePartsOnComplete || manifest.status === 'failed') await this.deleteSinkState(jobId);
+      await this.forgetOpenJob(jobId);
       return;
     }
     const job = this.jobs.get(jobId);
@@ -701,11 +800,72 @@ export class Sink {
       `sink: job ${jobId} complete: ${stats.rows} rows, ${stats.images} images, ${stats.errors} errors → ${manifest.output.output}`,
     );
     if (this.options.deletePartsOnComplete) await this.deleteSinkState(jobId);
+    await this.forgetOpenJob(jobId);
     try {
       this.deps.onJobCompleted?.(manifest);
     } catch (error) {
       this.logger.warn({ err: error }, `sink: onJobCompleted threw: ${describeError(error)}`);
     }
+  }
+
+  /**
+   * A job that cannot complete: manifest.json with status `failed` and the reason (what the query and
+   * `t2i run` show), its parts deleted, the job forgotten (late results are ignored), and a `failed`
+   * event when the sink is the one that found out. A job that is complete already stays complete.
+   */
+  private async failJob(jobId: string): Promise<void> {
+    const failure = this.failures.get(jobId);
+    if (!failure) return;
+    const existing = await retry(() => this.store.head(manifestKey(jobId)), this.s3Retry('head manifest'));
+    let written: FailedJobManifest | undefined;
+    if (!existing) {
+      const job = this.jobs.get(jobId);
+      const parts = await this.listParts(jobId);
+      const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
+      const paramsJson = job?.produced?.paramsJson ?? job?.started?.paramsJson ?? null;
+      const manifest: FailedJobManifest = {
+        jobId,
+        status: 'failed',
+        reason: failure.reason,
+        counts: {
+          received: parts.reduce((sum, p) => sum + p.count, 0) + (job?.buffer.length ?? 0),
+          prompts: job?.produced?.prompts ?? null,
+          badRows: job?.produced?.badRows ?? null,
+        },
+        parameters: paramsJson === null ? null : parseOrText(paramsJson),
+        source: job?.produced?.source ?? job?.started?.source ?? null,
+        timings: { startedAt: iso(job?.started?.at), producedAt: iso(job?.produced?.at), failedAt: new Date().toISOString() },
+        output: { manifest: this.store.uri(manifestKey(jobId)) },
+      };
+      await retry(
+        () => this.store.put(manifestKey(jobId), `${JSON.stringify(manifest, null, 2)}\n`, 'application/json'),
+        this.s3Retry('put manifest'),
+      );
+      this.logger.warn({ jobId, reason: failure.reason }, `sink: job ${jobId} failed: ${failure.reason}`);
+      if (failure.announce) {
+        const event = jobEvent(jobId, 'failed', { message: failure.reason, source: manifest.source });
+        await retry(() => this.producer.send(this.topics.jobs, 'JobEvent', [{ key: jobId, value: event }]), { attempts: 8, maxMs: 5000 });
+      }
+      written = manifest;
+    }
+    this.failures.delete(jobId);
+    this.markCompleted(jobId);
+    await this.deleteSinkState(jobId);
+    await this.forgetOpenJob(jobId);
+    try {
+      if (written) this.deps.onJobFailed?.(written);
+    } catch (error) {
+      this.logger.warn({ err: error }, `sink: onJobFailed threw: ${describeError(error)}`);
+    }
+  }
+
+  private async forgetOpenJob(jobId: string): Promise<void> {
+    await retry(() => deleteOpenJob(this.store, jobId), this.s3Retry('delete open-jobs entry')).catch((error: unknown) =>
+      this.logger.warn(
+        { err: error, jobId },
+        `sink: could not delete the open-jobs entry of ${jobId} (the next start drops it): ${describeError(error)}`,
+      ),
+    );
   }
 
   private buildManifest(
@@ -847,7 +1007,7 @@ export class Sink {
    */
   private async deleteKeys(keys: string[]): Promise<void> {
     for (const key of keys) {
-      await retry(() => this.store.client.send(new DeleteObjectCommand({ Bucket: this.store.bucket, Key: key })), this.s3Retry('delete'));
+      await retry(() => this.store.delete(key), this.s3Retry('delete'));
     }
   }
 
@@ -880,9 +1040,7 @@ export function manifestKey(jobId: string): string {
 
 /** The `completed` JobEvent that goes with a manifest. */
 export function completedEventFromManifest(manifest: JobManifest): JobEvent {
-  return {
-    jobId: manifest.jobId,
-    type: 'completed',
+  return jobEvent(manifest.jobId, 'completed', {
     at: Date.parse(manifest.timings.finishedAt),
     rows: manifest.counts.rows,
     prompts: manifest.counts.prompts,
@@ -897,8 +1055,7 @@ export function completedEventFromManifest(manifest: JobManifest): JobEvent {
           ? manifest.parameters
           : JSON.stringify(manifest.parameters),
     outputUri: manifest.output.output,
-    message: null,
-  };
+  });
 }
 
 function parseOrText(text: string): unknown {

@@ -4,6 +4,23 @@ import type { LifecycleState } from '../common/lifecycle.ts';
 export type SinkState = LifecycleState;
 
 /** manifest.json: the job summary, written last (its presence means the job is complete). */
+/**
+ * manifest.json of a job that cannot complete: its producer failed (`failed` event), or results came
+ * for a job the jobs topic never announced. Its parts are deleted; images already uploaded stay under
+ * jobs/<jobId>/images/ (no output.jsonl points at them). `t2i produce --force --job <id>` starts it again.
+ */
+export interface FailedJobManifest {
+  jobId: string;
+  status: 'failed';
+  reason: string;
+  /** Result and error lines the sink had received (duplicates included) when the job failed. */
+  counts: { received: number; prompts: number | null; badRows: number | null };
+  parameters: unknown;
+  source: string | null;
+  timings: { startedAt: string | null; producedAt: string | null; failedAt: string };
+  output: { manifest: string };
+}
+
 export interface JobManifest {
   jobId: string;
   status: 'complete';

@@ -9,7 +9,7 @@ import type { JobEvent } from '../../services/common/messages.ts';
 import { ObjectStore } from '../../services/common/object-store.ts';
 import type { SinkOptions } from '../../services/sink/options.ts';
 import { createSink, type Sink } from '../../services/sink/sink.ts';
-import type { JobManifest } from '../../services/sink/types.ts';
+import type { FailedJobManifest, JobManifest } from '../../services/sink/types.ts';
 import { randomName, type TestEnv } from '../helpers/env.ts';
 
 /** An ObjectStore that records the order in which objects were completely written. */
@@ -32,22 +32,30 @@ export interface RunningSink {
   store: RecordingStore;
   /** Resolves with the manifest when this sink completes the job. */
   completion: (jobId: string) => Promise<JobManifest>;
+  /** Resolves with the manifest when this sink fails the job. */
+  failure: (jobId: string) => Promise<FailedJobManifest>;
+}
+
+/** One promise per job id, resolved by whoever learns the outcome first (before or after it is awaited). */
+function deferredByJob<T>(): (jobId: string) => { promise: Promise<T>; resolve: (value: T) => void } {
+  const entries = new Map<string, { promise: Promise<T>; resolve: (value: T) => void }>();
+  return (jobId) => {
+    let entry = entries.get(jobId);
+    if (!entry) {
+      let resolve: (value: T) => void = () => {};
+      const promise = new Promise<T>((r) => (resolve = r));
+      entry = { promise, resolve };
+      entries.set(jobId, entry);
+    }
+    return entry;
+  };
 }
 
 /** A sink in this process on the env's topics and bucket, closed after the file's tests. */
 export async function startSink(env: TestEnv, options: Partial<SinkOptions> = {}): Promise<RunningSink> {
   const store = new RecordingStore(env.config.s3);
-  const waiters = new Map<string, { promise: Promise<JobManifest>; resolve: (m: JobManifest) => void }>();
-  const waiter = (jobId: string) => {
-    let entry = waiters.get(jobId);
-    if (!entry) {
-      let resolve: (m: JobManifest) => void = () => {};
-      const promise = new Promise<JobManifest>((r) => (resolve = r));
-      entry = { promise, resolve };
-      waiters.set(jobId, entry);
-    }
-    return entry;
-  };
+  const waiter = deferredByJob<JobManifest>();
+  const failed = deferredByJob<FailedJobManifest>();
   const sink = createSink({
     config: env.config,
     logger: silentLogger(),
@@ -58,6 +66,7 @@ export async function startSink(env: TestEnv, options: Partial<SinkOptions> = {}
     flushIntervalMs: 300,
     sessionTimeoutMs: 6000,
     onJobCompleted: (manifest) => waiter(manifest.jobId).resolve(manifest),
+    onJobFailed: (manifest) => failed(manifest.jobId).resolve(manifest),
     ...options,
   });
   await sink.start();
@@ -65,7 +74,12 @@ export async function startSink(env: TestEnv, options: Partial<SinkOptions> = {}
     await sink.close().catch(() => {});
     store.close();
   });
-  return { sink, store, completion: (jobId) => withTimeout(waiter(jobId).promise, 40_000, `job ${jobId} did not complete`) };
+  return {
+    sink,
+    store,
+    completion: (jobId) => withTimeout(waiter(jobId).promise, 40_000, `job ${jobId} did not complete`),
+    failure: (jobId) => withTimeout(failed(jobId).promise, 40_000, `job ${jobId} did not fail`),
+  };
 }
 
 export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
