@@ -32,6 +32,8 @@ interface ServeFlags extends ConnectionFlags {
   port?: string;
   host?: string;
   token?: string;
+  /** false with --no-auth. */
+  auth?: boolean;
 }
 
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
@@ -77,14 +79,20 @@ export function registerQueryCommands(program: Command): void {
       .description('HTTP API (JSON, NDJSON streams) and gallery page over the output bucket')
       .option('--port <port>', 'port to listen on (0 = any free port)', '8080')
       .option('--host <host>', 'interface to bind', '127.0.0.1')
-      .option('--token <token>', 'require this bearer token on /api/ (default T2I_QUERY_TOKEN)'),
+      .option('--token <token>', 'require this bearer token on /api/ and /metrics (default T2I_QUERY_TOKEN)')
+      .option('--no-auth', 'allow serving without a token on a non-loopback --host (anyone who reaches it can read every job)'),
   ).action(async (flags: ServeFlags) => {
     const port = Number(flags.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new T2iError('CONFIG_INVALID', `--port ${flags.port}: expected 0-65535`);
     const config = configFromFlags(flags);
     // Loaded here: the server's thumbnails bring sharp, which the other query commands do not need.
     const { runQueryServer } = await import('../query/server.ts');
-    await runQueryServer(config, { port, ...(flags.host ? { host: flags.host } : {}), ...(flags.token ? { token: flags.token } : {}) });
+    await runQueryServer(config, {
+      port,
+      ...(flags.host ? { host: flags.host } : {}),
+      ...(flags.token ? { token: flags.token } : {}),
+      anonymous: flags.auth === false,
+    });
   });
 }
 

@@ -3,7 +3,8 @@
  * node:http server, or a test, calls. Read-only except for the thumbnail cache under each job's prefix.
  *
  * GET /                                     gallery page (static HTML + JS from ./gallery, no build step)
- * GET /livez /readyz /metrics               health and Prometheus metrics (no token needed)
+ * GET /livez /readyz                       health (no token needed)
+ * GET /metrics                              Prometheus metrics (the bearer token when one is set)
  * GET /api/jobs?limit=&cursor=              jobs with status and counts, paginated over ListObjectsV2
  * GET /api/jobs/:job                        one job (with its manifest)
  * GET /api/jobs/:job/rows?q=&limit=&cursor= output rows (cursor = byte offset into output.jsonl)
@@ -15,10 +16,13 @@
  * GET /api/jobs/:job/thumbs/:row/:k         a WebP thumbnail (cached in the bucket)
  * GET /api/jobs/:job/files/<path>           any dataset file of the job (output.jsonl, manifest.json, images/…)
  *
- * With a token set, /api/ needs `Authorization: Bearer <token>` (or `?access_token=` for <img> tags).
- * Errors are JSON `{error: {code, message}}` with 400, 401, 404, 405 or 500.
+ * With a token set, /api/ and /metrics need `Authorization: Bearer <token>` (or `?access_token=`, for
+ * links made by hand; the gallery never puts the token in a URL, and logs show it as `***`).
+ * Errors are JSON `{error: {code, message}}` with 400, 401, 404, 405 or 500; a 500 says only
+ * "internal error" and a request id, the details (endpoint, bucket, cause) go to the log under that id.
+ * Every response has `x-content-type-options: nosniff`.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -124,6 +128,7 @@ export function createQueryApp(options: QueryAppOptions): QueryApp {
       return 'readyz';
     }
     if (first === 'metrics' && r.segments.length === 1 && options.registry) {
+      if (!authorized(r)) throw new QueryError('unauthorized', 'missing or wrong bearer token');
       r.res.writeHead(200, { 'content-type': options.registry.contentType });
       r.res.end(await options.registry.metrics());
       return 'metrics';
@@ -291,6 +296,7 @@ export function createQueryApp(options: QueryAppOptions): QueryApp {
   return {
     async handle(req, res) {
       let routeName = 'unknown';
+      res.setHeader('x-content-type-options', 'nosniff');
       try {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           res.setHeader('allow', 'GET, HEAD');
@@ -299,13 +305,17 @@ export function createQueryApp(options: QueryAppOptions): QueryApp {
         routeName = await route(parseRequest(req, res));
       } catch (error) {
         const status = error instanceof QueryError ? error.status : 500;
-        if (status === 500) options.logger?.error({ err: error, url: req.url }, `query request failed: ${describeError(error)}`);
+        const requestId = randomUUID();
+        if (status === 500)
+          options.logger?.error({ err: error, url: redactUrl(req.url), requestId }, `query request failed: ${describeError(error)}`);
         if (res.headersSent) {
           res.destroy(error instanceof Error ? error : undefined);
         } else {
           if (status === 401) res.setHeader('www-authenticate', 'Bearer');
           const code = error instanceof QueryError ? error.kind : 'internal';
-          sendJson(res, status, { error: { code, message: status === 500 ? describeError(error) : (error as Error).message } });
+          const message =
+            status === 500 ? `internal error (request id ${requestId}; the query service's log has the details)` : (error as Error).message;
+          sendJson(res, status, { error: { code, message } });
         }
       } finally {
         requests?.inc({ route: routeName, status: String(res.statusCode) });
@@ -394,6 +404,11 @@ async function streamLines(
     await source.return(undefined);
   }
   res.end();
+}
+
+/** The request URL for a log line: the access_token query parameter's value replaced by `***`. */
+export function redactUrl(url: string | undefined): string | undefined {
+  return url?.replace(/([?&]access_token=)[^&#]*/gi, '$1***');
 }
 
 function sha256(text: string): Buffer {

@@ -27,7 +27,7 @@ export function jobLine(job: JobSummary): string {
     count(job.counts.rows),
     images,
     count(job.counts.errors),
-    job.model ?? '-',
+    printable(job.model ?? '-'),
     shortDate(job.started),
     job.status === 'running' ? (job.updated ? `(upd ${shortDate(job.updated)})` : '-') : shortDate(job.finished),
   ];
@@ -63,7 +63,7 @@ export function rowLines(row: RowView, index: number): string[] {
           .filter(Boolean)
           .join(', ')
       : '';
-    lines.push(`  image ${image.k ?? '?'}: ${image.uri}${details ? `  (${details})` : ''}`);
+    lines.push(`  image ${image.k ?? '?'}: ${printable(image.uri)}${details ? `  (${details})` : ''}`);
   }
   return lines;
 }
@@ -78,6 +78,16 @@ export function errorLines(error: ErrorView): string[] {
 }
 
 function oneLine(text: string, max = 500): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
+  const flat = printable(text.replace(/\s+/g, ' ').trim());
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/**
+ * Text from the bucket made safe for a terminal: control characters (C0, DEL, C1: ESC sequences that
+ * move the cursor, retitle the window or hide text) and bidirectional overrides are shown as \u{…}
+ * escapes instead of being obeyed.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }

@@ -2,6 +2,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../common/config.ts';
+import { T2iError } from '../common/errors.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { runService } from '../common/service-runtime.ts';
 import { createQueryApp, type QueryApp } from './app.ts';
@@ -13,6 +14,13 @@ export interface QueryServerOptions {
   host?: string;
   /** Bearer token; overrides config.queryToken (T2I_QUERY_TOKEN). */
   token?: string;
+  /** Serve without a token on a non-loopback interface, on purpose (`--no-auth`). */
+  anonymous?: boolean;
+}
+
+/** Whether a bind address is this machine only. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 export interface ListeningServer {
@@ -52,10 +60,17 @@ export async function runQueryServer(
   options: QueryServerOptions = {},
 ): Promise<{ close: () => Promise<void>; url: string }> {
   let server: ListeningServer | undefined;
+  const host = options.host ?? '127.0.0.1';
+  const token = options.token ?? config.queryToken;
+  if (!token && !options.anonymous && !isLoopback(host)) {
+    throw new T2iError(
+      'CONFIG_INVALID',
+      `t2i serve --host ${host} without a token would serve every job's prompts and images to anyone who reaches this machine: set T2I_QUERY_TOKEN (or --token), or pass --no-auth to do it on purpose`,
+    );
+  }
   const runtime = await runService('t2i-query', config, async (ctx) => {
     const store = new ObjectStore(config.s3);
     ctx.lifecycle.onClose('object store', () => store.close());
-    const token = options.token ?? config.queryToken;
     const app = createQueryApp({
       store,
       ...(token ? { token } : {}),
@@ -63,7 +78,7 @@ export async function runQueryServer(
       registry: ctx.registry,
       isReady: () => ctx.lifecycle.getState() === 'RUNNING',
     });
-    server = await listen(app, options.port ?? 8080, options.host ?? '127.0.0.1');
+    server = await listen(app, options.port ?? 8080, host);
     ctx.logger.info({ url: server.url, auth: token ? 'bearer' : 'none', bucket: store.bucket }, `query API and gallery on ${server.url}`);
     const listening = server;
     return { readiness: [], drain: () => listening.close() };

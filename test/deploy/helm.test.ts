@@ -460,6 +460,8 @@ test('init hook, producer Job, sink and query, Strimzi and MinIO examples', { sk
   const query = podSpec(named(manifests, 'Deployment', '-query')).containers[0] as Container;
   assert.equal(envOf(query).T2I_QUERY_TOKEN?.valueFrom?.secretKeyRef?.name, 't2i-query');
   named(manifests, 'Service', '-query');
+  assert.ok(!query.args?.includes('--no-auth'), 'a token is set: no --no-auth');
+  assert.equal(envOf(query).AWS_ACCESS_KEY_ID?.valueFrom?.secretKeyRef?.name, 't2i-s3', 'no query key pair given: the shared one');
 
   const kafka = named(manifests, 'Kafka', 't2i-kafka');
   assert.equal(kafka.metadata.annotations?.['strimzi.io/kraft'], 'enabled');
@@ -478,6 +480,26 @@ test('init hook, producer Job, sink and query, Strimzi and MinIO examples', { sk
   const worker = podSpec(named(manifests, 'Deployment', '-worker')).containers[0] as Container;
   assert.equal(envOf(worker).S3_ENDPOINT?.value, 'http://t2i-minio:9000');
 });
+
+test(
+  'the query API is secure by default: no token is a render error unless anonymous is chosen; it can have its own S3 key pair',
+  { skip },
+  () => {
+    const refused = template('self-contained-values.yaml', ['query.token.existingSecret=']);
+    assert.notEqual(refused.status, 0, 'no token and not anonymous: refused');
+    assert.match(refused.stderr, /query\.token\.existingSecret is required.*query\.anonymous=true/s);
+    const anonymous = podSpec(
+      named(render('self-contained-values.yaml', ['query.token.existingSecret=', 'query.anonymous=true']), 'Deployment', '-query'),
+    ).containers[0] as Container;
+    assert.ok(anonymous.args?.includes('--no-auth'), 'anonymous on purpose: the server is told so');
+    assert.equal(envOf(anonymous).T2I_QUERY_TOKEN, undefined);
+    const aws = render('aws-values.yaml');
+    const query = podSpec(named(aws, 'Deployment', '-query')).containers[0] as Container;
+    assert.equal(envOf(query).AWS_SECRET_ACCESS_KEY?.valueFrom?.secretKeyRef?.name, 't2i-s3-query');
+    const sink = podSpec(named(aws, 'Deployment', '-sink')).containers[0] as Container;
+    assert.equal(envOf(sink).AWS_SECRET_ACCESS_KEY?.valueFrom?.secretKeyRef?.name, 't2i-s3', 'the other services keep the shared pair');
+  },
+);
 
 test('no Secret objects and no secret values in any rendering', { skip }, () => {
   for (const file of VALUES_FILES) {

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import pino from 'pino';
 import sharp from 'sharp';
 import { Registry } from 'prom-client';
+import { ObjectStore } from '../../services/common/object-store.ts';
 import { createTestEnv } from '../helpers/env.ts';
 import type { JobSummary, RowView } from '../../services/query/types.ts';
 import { startApp, writeStandardJobs } from './helpers/app-server.ts';
 import { fixtureSeed } from './helpers/fixture-jobs.ts';
 
-const { store } = await createTestEnv();
+const env = await createTestEnv();
+const { store } = env;
 await writeStandardJobs(store);
 const registry = new Registry();
 const { url } = await startApp(store, { registry, thumbSize: 48 });
@@ -278,3 +281,34 @@ async function rawGet(path: string): Promise<{ status: number; body: string }> {
     req.end();
   });
 }
+
+test('secure by default: /metrics needs the token, 500s say nothing about the backend, logs never hold the token, nosniff everywhere', async () => {
+  const secured = await startApp(store, { token: 's3cret-token', registry: new Registry() });
+  assert.equal((await fetch(`${secured.url}/metrics`)).status, 401, 'metrics behind the token when one is set');
+  assert.equal((await fetch(`${secured.url}/metrics`, { headers: { authorization: 'Bearer s3cret-token' } })).status, 200);
+  for (const path of ['/', '/livez', '/api/jobs/job-a/images/1/0?access_token=s3cret-token', '/api/jobs/nope?access_token=s3cret-token']) {
+    const res = await fetch(`${secured.url}${path}`);
+    await res.arrayBuffer();
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path);
+  }
+
+  // A backend that fails: the client learns only that it failed and a request id; the log has the rest.
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  const broken = new ObjectStore({ ...env.config.s3, endpoint: 'http://127.0.0.1:9', bucket: 'private-bucket-name' });
+  const failing = await startApp(broken, { token: 's3cret-token', logger });
+  const res = await fetch(`${failing.url}/api/jobs?access_token=s3cret-token`);
+  assert.equal(res.status, 500);
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  assert.equal(body.error.code, 'internal');
+  const requestId = /request id ([0-9a-f-]{36})/.exec(body.error.message)?.[1];
+  assert.ok(requestId, body.error.message);
+  assert.doesNotMatch(body.error.message, /127\.0\.0\.1|private-bucket-name|ECONNREFUSED/);
+  const logged = lines
+    .map((l) => JSON.parse(l) as { requestId?: string; url?: string; msg: string })
+    .find((l) => l.requestId === requestId);
+  assert.ok(logged, 'the failure is logged under the same request id');
+  assert.equal(logged.url, '/api/jobs?access_token=***');
+  assert.ok(!lines.join('').includes('s3cret-token'), 'the token is in no log line');
+  broken.close();
+});

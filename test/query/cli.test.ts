@@ -198,3 +198,10 @@ test('t2i serve: API and gallery on a port, bearer token from T2I_QUERY_TOKEN, s
   }
   assert.equal(await exited, 0, stderr);
 });
+
+test('t2i serve refuses a non-loopback interface without a token, unless --no-auth says so', async () => {
+  const env = { ...childEnv, T2I_QUERY_TOKEN: '' };
+  const refused = await t2i(['serve', '--host', '0.0.0.0', '--port', '0'], env);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /without a token .*T2I_QUERY_TOKEN.*--no-auth/s);
+});

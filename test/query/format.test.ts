@@ -1,3 +1,4 @@
+/* eslint-disable no-control-regex -- these tests are about control characters */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { errorLines, jobHeader, jobLine, rowLines } from '../../services/query/format.ts';
@@ -40,4 +41,13 @@ test('row and error lines', () => {
     'line 9 [validate] no prompt',
     '  raw: {}',
   ]);
+});
+
+test('text from the bucket cannot drive the terminal: escape sequences and bidi overrides are shown, not obeyed', () => {
+  const hostile = 'cat\u001b]0;pwned\u0007 \u001b[2J\u009b31m \u202eevil\u202c';
+  const [, prompt] = rowLines({ row: 1, offset: 0, prompts: [hostile], images: [], data: {} }, 0);
+  assert.doesNotMatch(prompt!, /[\u0000-\u001f\u007f-\u009f\u202a-\u202e]/);
+  assert.match(prompt!, /\\u\{1b\}\]0;pwned\\u\{7\}/);
+  assert.match(errorLines({ offset: 0, line: 2, error: 'bad \u001b[31mred', data: {} })[0]!, /bad \\u\{1b\}\[31mred/);
+  assert.doesNotMatch(jobLine({ jobId: 'j', status: 'complete', counts: {}, model: 'm\u001b[8m' }), /\u001b/);
 });

@@ -47,9 +47,23 @@ async function api(path) {
   return body;
 }
 
-/** <img> cannot send headers: the token goes in the query string. */
-function media(path) {
-  return state.token ? `${path}${path.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(state.token)}` : path;
+/**
+ * An image for <img src>. Without a token, its API path. With one, the image is fetched with the
+ * Authorization header and shown from a blob: URL, so the token never appears in a URL (address bar,
+ * history, server and proxy logs, Referer).
+ */
+async function media(path) {
+  if (!state.token) return path;
+  const res = await fetch(path, { headers: { authorization: `Bearer ${state.token}` } });
+  if (!res.ok) throw new ApiError(res.status, res.statusText);
+  return URL.createObjectURL(await res.blob());
+}
+
+function setMedia(img, path) {
+  media(path).then(
+    (src) => (img.src = src),
+    () => (img.alt = `${img.alt} (image could not be loaded)`),
+  );
 }
 
 const jobPath = (id) => `/api/jobs/${encodeURIComponent(id)}`;
@@ -188,15 +202,12 @@ async function loadMore() {
 
 function addCard(item) {
   const jobId = state.job.jobId;
+  const thumb = el('img', { alt: item.prompt || `row ${item.row}`, loading: 'lazy', decoding: 'async' });
+  setMedia(thumb, `${jobPath(jobId)}/thumbs/${item.row}/${item.k}`);
   const card = el(
     'button',
     { type: 'button', className: 'card', 'data-row': String(item.row), 'data-k': String(item.k), onclick: () => openDetail(item) },
-    el('img', {
-      src: media(`${jobPath(jobId)}/thumbs/${item.row}/${item.k}`),
-      alt: item.prompt || `row ${item.row}`,
-      loading: 'lazy',
-      decoding: 'async',
-    }),
+    thumb,
     el('span', { className: 'caption' }, el('b', {}, `#${item.row}`, item.k > 0 ? `·${item.k}` : ''), ' ', item.prompt || ''),
   );
   $('grid').append(card);
@@ -208,9 +219,14 @@ async function openDetail(item) {
   const jobId = state.job.jobId;
   const base = `${jobPath(jobId)}/images/${item.row}/${item.k}`;
   $('detail').hidden = false;
-  $('detail-img').src = media(base);
   $('detail-img').alt = item.prompt || '';
-  $('detail-open').href = media(base);
+  $('detail-img').removeAttribute('src');
+  setMedia($('detail-img'), base);
+  $('detail-open').removeAttribute('href');
+  media(base).then(
+    (href) => ($('detail-open').href = href),
+    () => {},
+  );
   $('detail-title').textContent = `Row ${item.row} · image ${item.k}`;
   $('detail-prompt').textContent = item.prompt || '…';
   $('detail-row').textContent = item.view ? JSON.stringify(item.view.data, null, 2) : '';

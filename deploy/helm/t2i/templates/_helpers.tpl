@@ -96,8 +96,14 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.promptPartitions | quote }}
 {{- end -}}
 
-{{/* S3 variables; the key pair from a Secret only. */}}
+{{/* S3 variables; the key pair from a Secret only: s3.existingSecret, or the one passed as "secret" (dict "root" . "secret" name). */}}
 {{- define "t2i.s3Env" -}}
+{{ include "t2i.s3EnvWith" (dict "root" . "secret" .Values.s3.existingSecret) }}
+{{- end -}}
+
+{{- define "t2i.s3EnvWith" -}}
+{{- $secret := .secret -}}
+{{- with .root -}}
 - name: S3_ENDPOINT
   value: {{ include "t2i.s3Endpoint" . | quote }}
 - name: S3_REGION
@@ -115,15 +121,16 @@ app.kubernetes.io/component: {{ .component }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.s3.existingSecret }}
+      name: {{ $secret }}
       key: {{ .Values.s3.accessKeyIdKey }}
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.s3.existingSecret }}
+      name: {{ $secret }}
       key: {{ .Values.s3.secretAccessKeyKey }}
 - name: T2I_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- end -}}
 {{- end -}}
 
 {{/* The environment every service shares: where Kafka and S3 are. */}}
