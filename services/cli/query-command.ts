@@ -7,8 +7,9 @@ import { ObjectStore } from '../common/object-store.ts';
 import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
 import { errorLines, jobHeader, jobLine, rowLines } from '../query/format.ts';
 import { getJob, listJobs } from '../query/jobs.ts';
-import { imageKey, parseImageIndex, parseRowNumber, validateJobId } from '../query/layout.ts';
+import { parseImageIndex, parseRowNumber, validateJobId } from '../query/layout.ts';
 import { streamErrors, streamRows } from '../query/rows.ts';
+import { imageKey } from '../common/bucket-layout.ts';
 
 interface JobsFlags extends ConnectionFlags {
   limit?: string;

@@ -100,12 +100,3 @@ export function rowKey(jobId: string, row: number): string {
  */
 export const JOB_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,64}$/;
 export const JOB_ID_RULE = '1 to 64 letters, digits, ".", "_" or "-", and not "." or ".."';
-
-/** Deterministic image key, so a retry overwrites instead of duplicating. */
-export function imageKey(jobId: string, row: number, promptIndex: number): string {
-  return `jobs/${jobId}/images/${String(row).padStart(9, '0')}-${promptIndex}.png`;
-}
-
-export function jobPrefix(jobId: string): string {
-  return `jobs/${jobId}/`;
-}

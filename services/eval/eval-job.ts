@@ -7,12 +7,11 @@ import readline from 'node:readline';
 import { PassThrough } from 'node:stream';
 import { T2iError } from '../common/errors.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-import { imageKey, manifestKey, outputKey, validateJobId } from '../query/layout.ts';
+import { validateJobId } from '../query/layout.ts';
 import { promptsOf } from '../query/rows.ts';
 import { judgePng, summarise, type Judgement, type JudgeSummary } from './judge.ts';
 import { loadGrammar } from './grammar.ts';
-
-export const evalKey = (jobId: string): string => outputKey(jobId).replace(/output\.jsonl$/, 'eval.jsonl');
+import { evalKey, imageKey, manifestKey, outputKey } from '../common/bucket-layout.ts';
 
 /** One line of eval.jsonl. */
 export interface ImageEval {

@@ -5,7 +5,7 @@
  * old job's outputs are deleted first and the job starts clean.
  */
 import { T2iError } from '../common/errors.ts';
-import { jobPrefix } from '../common/messages.ts';
+import { jobPrefix, manifestKey } from '../common/bucket-layout.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 
 export async function ensureJobIdUnused(store: ObjectStore, jobId: string, force: boolean): Promise<{ deleted: number }> {
@@ -13,11 +13,21 @@ export async function ensureJobIdUnused(store: ObjectStore, jobId: string, force
   const page = await store.listPage(prefix, { limit: 1 });
   if (page.objects.length === 0) return { deleted: 0 };
   if (!force) {
-    const complete = (await store.head(`${prefix}manifest.json`)) !== undefined;
+    const manifest = await store.get(manifestKey(jobId));
+    const status = manifest ? manifestStatus(manifest) : undefined;
+    const held = status === 'failed' ? 'a failed job' : status ? 'a completed job' : 'an unfinished job';
     throw new T2iError(
       'INPUT_INVALID',
-      `job id ${jobId} is already used (${store.uri(prefix)} holds ${complete ? 'a completed job' : 'an unfinished job'}): leave --job out for a new id, pick another, or pass --force to delete that job's outputs and start it again (only when none of its work is still in flight)`,
+      `job id ${jobId} is already used (${store.uri(prefix)} holds ${held}): leave --job out for a new id, pick another, or pass --force to delete that job's outputs and start it again (only when none of its work is still in flight)`,
     );
   }
   return { deleted: await store.deletePrefix(prefix) };
+}
+
+function manifestStatus(manifest: Buffer): string {
+  try {
+    return (JSON.parse(manifest.toString('utf8')) as { status?: string }).status ?? 'complete';
+  } catch {
+    return 'complete';
+  }
 }

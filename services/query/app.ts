@@ -35,10 +35,11 @@ import { describeError } from '../common/errors.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { getJob, listJobsPage } from './jobs.ts';
 import { parseCursor } from './json-lines.ts';
-import { imagesPrefix, imageKey, jobFileKey, jobPrefix, parseImageIndex, parseRowNumber, validateJobId } from './layout.ts';
+import { jobFileKey, parseImageIndex, parseRowNumber, validateJobId } from './layout.ts';
 import { readImageMetadata, thumbnail } from './images.ts';
 import { QueryError, badRequest, notFound } from './query-error.ts';
 import { findRow, readErrorsPage, readRowsPage, streamErrors, streamRows } from './rows.ts';
+import { imageKey, imagesPrefix, jobPrefix } from '../common/bucket-layout.ts';
 
 export interface QueryAppOptions {
   store: ObjectStore;

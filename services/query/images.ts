@@ -2,7 +2,7 @@
 import sharp from 'sharp';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../common/object-store.ts';
-import { imageKey, thumbKey } from './layout.ts';
+import { imageKey, thumbKey } from '../common/bucket-layout.ts';
 import type { ImageMeta } from './types.ts';
 import { readPngTextChunks as readCommonPngTextChunks } from '../common/png-text.ts';
 

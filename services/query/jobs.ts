@@ -1,7 +1,8 @@
 /** Jobs in the bucket: one ListObjectsV2 page of `jobs/<id>/` prefixes at a time, a manifest read per job. */
 import type { ObjectStore } from '../common/object-store.ts';
-import { JOBS_PREFIX, imagesPrefix, jobIdOfPrefix, jobPrefix, manifestKey } from './layout.ts';
+import { jobIdOfPrefix } from './layout.ts';
 import type { JobCounts, JobStatus, JobSummary } from './types.ts';
+import { imagesPrefix, jobPrefix, JOBS_PREFIX, manifestKey } from '../common/bucket-layout.ts';
 
 /** Images of a running job are counted up to this many per job in listings (one list request). */
 export const LIST_IMAGE_COUNT_CAP = 1000;

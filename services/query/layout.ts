@@ -1,25 +1,13 @@
 /**
- * The bucket layout the sink and workers write (design.md, Output), and the checks that keep every key
- * the query service reads inside one job's prefix.
+ * The checks that keep every key the query service reads inside one job's prefix (the keys themselves:
+ * services/common/bucket-layout.ts).
  */
-import { JOB_ID_PATTERN, JOB_ID_RULE, imageKey, jobPrefix } from '../common/messages.ts';
+import { SINK_FOLDER, jobPrefix } from '../common/bucket-layout.ts';
+import { JOB_ID_PATTERN, JOB_ID_RULE } from '../common/messages.ts';
 import { badRequest } from './query-error.ts';
 
-export const JOBS_PREFIX = 'jobs/';
-
-export const outputKey = (jobId: string): string => `${jobPrefix(jobId)}output.jsonl`;
-export const errorsKey = (jobId: string): string => `${jobPrefix(jobId)}errors.jsonl`;
-export const manifestKey = (jobId: string): string => `${jobPrefix(jobId)}manifest.json`;
-export const imagesPrefix = (jobId: string): string => `${jobPrefix(jobId)}images/`;
-export { imageKey, jobPrefix };
-
-/** Where the gallery's thumbnail of an image is cached: beside the images, under the job's prefix. */
-export function thumbKey(jobId: string, row: number, k: number, size: number): string {
-  return `${jobPrefix(jobId)}thumbs/${size}/${String(row).padStart(9, '0')}-${k}.webp`;
-}
-
 /** Folders under the job prefix that belong to the services, not to the dataset. */
-const PRIVATE_FOLDERS = new Set(['_sink']);
+const PRIVATE_FOLDERS = new Set([SINK_FOLDER]);
 
 /** The job id, or a 400 answer naming the pattern. */
 export function validateJobId(jobId: string): string {
@@ -56,13 +44,6 @@ export function jobFileKey(jobId: string, segments: readonly string[]): string {
   }
   if (PRIVATE_FOLDERS.has(segments[0] as string)) throw badRequest(`${segments[0]}/ holds the services' working files and is not served`);
   return `${jobPrefix(validateJobId(jobId))}${segments.join('/')}`;
-}
-
-/** An image's place in the layout, parsed from its URI (s3://bucket/key or https://…/key). */
-export function parseImageUri(uri: string): { key: string; jobId: string; row: number; k: number } | undefined {
-  const match = /(?:^|\/)(jobs\/([A-Za-z0-9._-]{1,64})\/images\/(\d{9})-(\d+)\.png)(?:[?#].*)?$/.exec(uri);
-  if (!match) return undefined;
-  return { key: match[1] as string, jobId: match[2] as string, row: Number(match[3]), k: Number(match[4]) };
 }
 
 /** The job id of a `jobs/<id>/` common prefix, or undefined for something else. */

@@ -1,6 +1,6 @@
 /** Rows of a job: output.jsonl lines as RowView, errors.jsonl lines as ErrorView, prompt search. */
 import type { ObjectStore } from '../common/object-store.ts';
-import { errorsKey, outputKey, parseImageUri } from './layout.ts';
+import { errorsKey, outputKey, parseImageUri } from '../common/bucket-layout.ts';
 import { readLinePage, readLines, type Line, type LinePage } from './json-lines.ts';
 import type { ErrorView, ImageMeta, ImageRef, RowView } from './types.ts';
 

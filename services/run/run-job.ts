@@ -17,12 +17,13 @@ import { AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
 import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
-import { JOB_ID_PATTERN, JOB_ID_RULE, jobPrefix, type JobEvent } from '../common/messages.ts';
+import { JOB_ID_PATTERN, JOB_ID_RULE, type JobEvent } from '../common/messages.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { PACKAGE_ROOT } from '../common/paths.ts';
 import { ProgressBar, type ProgressOutput } from '../common/progress.ts';
 import { produceJob } from '../producer/produce-job.ts';
 import type { JobDefaults } from '../producer/options.ts';
+import { errorsKey, imagesPrefix, manifestKey, outputKey } from '../common/bucket-layout.ts';
 
 export interface RunJobOptions {
   config: Config;
@@ -261,18 +262,16 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
     bar.finish();
 
     // 6. Copy output.jsonl next to the input and print where everything is.
-    const prefix = jobPrefix(jobId);
     const outputFile = path.resolve(options.out ?? defaultOutputPath(options.input));
-    const stream = await store.getStream(`${prefix}output.jsonl`);
-    if (!stream)
-      throw new T2iError('JOB_FAILED', `the sink reported job ${jobId} complete but ${store.uri(`${prefix}output.jsonl`)} is missing`);
+    const stream = await store.getStream(outputKey(jobId));
+    if (!stream) throw new T2iError('JOB_FAILED', `the sink reported job ${jobId} complete but ${store.uri(outputKey(jobId))} is missing`);
     fs.mkdirSync(path.dirname(outputFile), { recursive: true });
     await pipeline(stream, fs.createWriteStream(outputFile));
     const uris = {
-      output: store.uri(`${prefix}output.jsonl`),
-      errors: store.uri(`${prefix}errors.jsonl`),
-      manifest: store.uri(`${prefix}manifest.json`),
-      images: store.uri(`${prefix}images/`),
+      output: store.uri(outputKey(jobId)),
+      errors: store.uri(errorsKey(jobId)),
+      manifest: store.uri(manifestKey(jobId)),
+      images: store.uri(imagesPrefix(jobId)),
     };
     return { jobId, event, outputFile, uris, elapsedMs: Date.now() - started, jobMs };
   } finally {

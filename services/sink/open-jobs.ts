@@ -9,19 +9,14 @@
  * One small object per open job, deleted at the end: listing the prefix costs one request per 1,000
  * open jobs, never a walk over the images.
  */
+import { OPEN_JOBS_PREFIX, openJobKey } from '../common/bucket-layout.ts';
 import type { JobEvent } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-
-export const OPEN_JOBS_PREFIX = '_sink/open-jobs/';
 
 export interface OpenJobRecord {
   jobId: string;
   started?: JobEvent;
   produced?: JobEvent;
-}
-
-export function openJobKey(jobId: string): string {
-  return `${OPEN_JOBS_PREFIX}${jobId}.json`;
 }
 
 export async function writeOpenJob(store: ObjectStore, record: OpenJobRecord): Promise<void> {

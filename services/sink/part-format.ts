@@ -92,26 +92,3 @@ export function compareEntries(a: PartEntry, b: PartEntry): number {
 export function sameKey(a: PartEntry, b: PartEntry): boolean {
   return a.row === b.row && a.promptIndex === b.promptIndex;
 }
-
-export function sinkPrefix(jobId: string): string {
-  return `jobs/${jobId}/_sink/`;
-}
-
-export function partsPrefix(jobId: string): string {
-  return `${sinkPrefix(jobId)}parts/`;
-}
-
-/**
- * A part's key carries its line count (`<sortable id>-n<count>.jsonl`), so a restarted sink rebuilds a
- * job's received count from one listing, without reading the parts.
- */
-export function partKey(jobId: string, id: string, count: number): string {
-  return `${partsPrefix(jobId)}${id}-n${count}.jsonl`;
-}
-
-const PART_KEY = /\/_sink\/parts\/([0-9A-Za-z]+)-n(\d+)\.jsonl$/;
-
-export function parsePartKey(key: string): { id: string; count: number } | undefined {
-  const match = PART_KEY.exec(key);
-  return match ? { id: match[1] as string, count: Number(match[2]) } : undefined;
-}

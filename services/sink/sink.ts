@@ -10,17 +10,18 @@ import { T2iError, describeError } from '../common/errors.ts';
 import { ensureTopics, headersToStrings, topicLayout } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
-import { JOB_ID_PATTERN, jobEvent, jobPrefix, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
+import { JOB_ID_PATTERN, jobEvent, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { extractTraceContext, tracer } from '../common/telemetry.ts';
 import { assembleJobOutput, type AssemblyStats } from './job-output.ts';
 import { mergeSortedParts, readLines, sortAndDedupe, type MergeCounters } from './merge.ts';
 import { compileSinkOptions, type CompiledSinkOptions, type SinkOptions } from './options.ts';
-import { errorEntryLine, imageEntryLine, parsePartKey, partKey, partsPrefix, sinkPrefix, type PartEntry } from './part-format.ts';
+import { errorEntryLine, imageEntryLine, type PartEntry } from './part-format.ts';
 import { ObjectLineWriter } from './object-writer.ts';
 import { deleteOpenJob, readOpenJobs, writeOpenJob } from './open-jobs.ts';
 import type { FailedJobManifest, JobManifest, SinkState, SinkStats } from './types.ts';
+import { errorsKey, manifestKey, outputKey, parsePartKey, partKey, partsPrefix, sinkPrefix } from '../common/bucket-layout.ts';
 
 /*
  * How the sink stays correct across restarts with bounded memory
@@ -1024,18 +1025,6 @@ export class Sink {
 /** The sink service as a library: `await createSink({...}).start()`, then `close()`. */
 export function createSink(options: SinkOptions): Sink {
   return new Sink(options);
-}
-
-export function outputKey(jobId: string): string {
-  return `${jobPrefix(jobId)}output.jsonl`;
-}
-
-export function errorsKey(jobId: string): string {
-  return `${jobPrefix(jobId)}errors.jsonl`;
-}
-
-export function manifestKey(jobId: string): string {
-  return `${jobPrefix(jobId)}manifest.json`;
 }
 
 /** The `completed` JobEvent that goes with a manifest. */

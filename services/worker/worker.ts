@@ -8,7 +8,7 @@ import { headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
 import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
 import { MessageProducer, type OutgoingMessage } from '../common/message-producer.ts';
-import { imageKey, type ImageResult, type PromptRequest } from '../common/messages.ts';
+import { type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { extractTraceContext, tracer } from '../common/telemetry.ts';
@@ -18,6 +18,7 @@ import { MicroBatcher } from './micro-batcher.ts';
 import type { WorkerOptions } from './options.ts';
 import { Semaphore } from './semaphore.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './worker-metrics.ts';
+import { imageKey } from '../common/bucket-layout.ts';
 
 export interface WorkerDependencies {
   config: Config;

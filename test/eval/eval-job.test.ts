@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { imageKey, manifestKey, outputKey } from '../../services/query/layout.ts';
-import { evalKey, evaluateJob, type ImageEval } from '../../services/eval/eval-job.ts';
+import { evalKey, imageKey, manifestKey, outputKey } from '../../services/common/bucket-layout.ts';
+import { evaluateJob, type ImageEval } from '../../services/eval/eval-job.ts';
 import { getJob } from '../../services/query/jobs.ts';
 import { createTestEnv } from '../helpers/env.ts';
 import { runCli } from '../helpers/cli.ts';

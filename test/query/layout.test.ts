@@ -1,15 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  jobFileKey,
-  jobIdOfPrefix,
-  parseImageIndex,
-  parseImageUri,
-  parseRowNumber,
-  thumbKey,
-  validateJobId,
-} from '../../services/query/layout.ts';
+import { jobFileKey, jobIdOfPrefix, parseImageIndex, parseRowNumber, validateJobId } from '../../services/query/layout.ts';
 import { QueryError } from '../../services/query/query-error.ts';
+import { parseImageUri, thumbKey } from '../../services/common/bucket-layout.ts';
 
 const refused = (fn: () => unknown) => assert.throws(fn, (e: unknown) => e instanceof QueryError && e.status === 400);
 

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { mergeSortedParts, readLines, sortAndDedupe, type MergeCounters } from '../../services/sink/merge.ts';
-import { errorEntryLine, imageEntryLine, parseEntry, parsePartKey, partKey, type PartEntry } from '../../services/sink/part-format.ts';
+import { errorEntryLine, imageEntryLine, parseEntry, type PartEntry } from '../../services/sink/part-format.ts';
 import { imageResult } from './synthetic-job.ts';
+import { parsePartKey, partKey } from '../../services/common/bucket-layout.ts';
 
 function img(row: number, k: number): string {
   return imageEntryLine(imageResult('j', row, k, 3, `p${row}.${k}`, '{"a":1}'));

@@ -5,7 +5,8 @@
  */
 import type { TopicNames } from '../../services/common/config.ts';
 import type { MessageProducer } from '../../services/common/message-producer.ts';
-import { imageKey, rowKey, type DeadLetter, type ImageResult, type JobEvent } from '../../services/common/messages.ts';
+import { rowKey, type DeadLetter, type ImageResult, type JobEvent } from '../../services/common/messages.ts';
+import { imageKey } from '../../services/common/bucket-layout.ts';
 
 export interface RowSpec {
   /** 1-based line number. */

@@ -8,7 +8,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import sharp from 'sharp';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { loadConfig } from '../../services/common/config.ts';
-import { imageKey, type ImageResult } from '../../services/common/messages.ts';
+import { type ImageResult } from '../../services/common/messages.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import {
   createFluxPipeline,
@@ -21,6 +21,7 @@ import { injectTraceHeaders, registerTelemetryBasics } from '../../services/comm
 import { createTestEnv, randomName } from '../helpers/env.ts';
 import { collectUntil, sendPrompts, type Collected } from '../helpers/kafka-collect.ts';
 import { startTestWorker } from '../helpers/worker.ts';
+import { imageKey } from '../../services/common/bucket-layout.ts';
 
 const codec = new AvroCodec();
 registerTelemetryBasics();
