@@ -105,7 +105,23 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
   process.stderr.write(
     `  engine starved ${starved.toFixed(2)} s, blocked by downstream ${blocked.toFixed(2)} s (run ${seconds.toFixed(1)} s)\n`,
   );
-  const q = (p: number) => latency.values.find((v) => v.labels.quantile === p)?.value ?? NaN;
+  // Quantiles from the histogram's cumulative buckets, interpolated within a bucket as Prometheus's histogram_quantile does.
+  const buckets = latency.values
+    .filter((v) => v.metricName === 't2i_worker_added_latency_seconds_bucket')
+    .map((v) => ({ le: v.labels.le === '+Inf' ? Infinity : Number(v.labels.le), count: v.value }))
+    .sort((a, b) => a.le - b.le);
+  const q = (p: number) => {
+    const total = buckets[buckets.length - 1]?.count ?? 0;
+    const rank = p * total;
+    let lower = 0;
+    let below = 0;
+    for (const b of buckets) {
+      if (b.count >= rank) return b.le === Infinity ? lower : lower + ((b.le - lower) * (rank - below)) / Math.max(1, b.count - below);
+      lower = b.le;
+      below = b.count;
+    }
+    return NaN;
+  };
   await worker.close();
   await engine.close();
   await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {});

@@ -39,6 +39,47 @@ export function registerTelemetryBasics(): void {
   context.setGlobalContextManager(manager);
 }
 
+/**
+ * OpenTelemetry messaging semantic conventions (semconv 1.28, messaging and its Kafka section) for the
+ * span of one Kafka message. Span names follow the same conventions: `{operation} {topic}`
+ * (`send t2i.prompts`, `process t2i.prompts`, `process t2i.results`). The prompt's own place is in
+ * `t2i.job_id`, `t2i.row` and `t2i.prompt_index` (one name per concept across services).
+ */
+export interface MessageSpanFields {
+  operation: 'send' | 'process';
+  topic: string;
+  partition?: number;
+  offset?: string;
+  key?: string;
+  consumerGroup?: string;
+}
+
+export function messagingSpanName(fields: Pick<MessageSpanFields, 'operation' | 'topic'>): string {
+  return `${fields.operation} ${fields.topic}`;
+}
+
+export function messagingAttributes(fields: MessageSpanFields): Record<string, string | number> {
+  return {
+    'messaging.system': 'kafka',
+    'messaging.operation.type': fields.operation,
+    'messaging.operation.name': fields.operation,
+    'messaging.destination.name': fields.topic,
+    ...(fields.partition !== undefined ? { 'messaging.destination.partition.id': String(fields.partition) } : {}),
+    ...(fields.offset !== undefined ? { 'messaging.kafka.offset': Number(fields.offset) } : {}),
+    ...(fields.key !== undefined ? { 'messaging.kafka.message.key': fields.key } : {}),
+    ...(fields.consumerGroup !== undefined ? { 'messaging.consumer.group.name': fields.consumerGroup } : {}),
+  };
+}
+
+/** The prompt a span is about, under the one set of names every service uses. */
+export function promptAttributes(prompt: { jobId: string; row: number; promptIndex?: number }): Record<string, string | number> {
+  return {
+    't2i.job_id': prompt.jobId,
+    't2i.row': prompt.row,
+    ...(prompt.promptIndex !== undefined ? { 't2i.prompt_index': prompt.promptIndex } : {}),
+  };
+}
+
 export function tracer(): Tracer {
   return trace.getTracer('t2i-stream');
 }

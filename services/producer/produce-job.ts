@@ -8,7 +8,7 @@ import { silentLogger } from '../common/logger.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { jobEvent, rowKey, type DeadLetter, type PromptRequest } from '../common/messages.ts';
-import { context, injectTraceHeaders, tracer } from '../common/telemetry.ts';
+import { context, injectTraceHeaders, messagingAttributes, messagingSpanName, promptAttributes, tracer } from '../common/telemetry.ts';
 import { openInput } from './input.ts';
 import { ensureJobIdUnused } from './job-guard.ts';
 import { LineSplitter, type InputLine } from './line-splitter.ts';
@@ -323,11 +323,14 @@ class RowMessages {
   /** Headers of one prompt's request: its own trace (a root span linked to the job's span) when tracing records. */
   private promptHeaders(request: PromptRequest): Record<string, string> {
     if (!this.jobSpanContext) return this.requestHeaders;
-    const span = tracer().startSpan('produce.prompt', {
+    const span = tracer().startSpan(messagingSpanName({ operation: 'send', topic: this.promptsTopic }), {
       root: true,
       kind: SpanKind.PRODUCER,
       links: [{ context: this.jobSpanContext }],
-      attributes: { 't2i.job': request.jobId, 't2i.row': request.row, 't2i.prompt_index': request.promptIndex },
+      attributes: {
+        ...messagingAttributes({ operation: 'send', topic: this.promptsTopic, key: rowKey(request.jobId, request.row) }),
+        ...promptAttributes(request),
+      },
     });
     const headers = injectTraceHeaders(
       { [SCHEMA_HEADER]: this.requestHeaders[SCHEMA_HEADER] as string },

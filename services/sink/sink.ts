@@ -13,7 +13,7 @@ import { MessageProducer } from '../common/message-producer.ts';
 import { JOB_ID_PATTERN, jobEvent, type DeadLetter, type ImageResult, type JobEvent } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
-import { extractTraceContext, tracer } from '../common/telemetry.ts';
+import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer } from '../common/telemetry.ts';
 import { assembleJobOutput, type AssemblyStats } from './job-output.ts';
 import { mergeSortedParts, readLines, sortAndDedupe, type MergeCounters } from './merge.ts';
 import { compileSinkOptions, type CompiledSinkOptions, type SinkOptions } from './options.ts';
@@ -421,10 +421,20 @@ export class Sink {
     }
     const span = isResult
       ? tracer().startSpan(
-          'sink.result',
+          messagingSpanName({ operation: 'process', topic }),
           {
             kind: SpanKind.CONSUMER,
-            attributes: { 't2i.job_id': value.jobId, 't2i.row': value.row, 't2i.prompt_index': (value as ImageResult).promptIndex },
+            attributes: {
+              ...messagingAttributes({
+                operation: 'process',
+                topic,
+                partition,
+                offset: message.offset,
+                ...(message.key ? { key: message.key.toString('utf8') } : {}),
+                consumerGroup: this.options.groupId,
+              }),
+              ...promptAttributes(value as ImageResult),
+            },
           },
           extractTraceContext(message.headers as Record<string, unknown> | undefined),
         )
@@ -1066,7 +1076,7 @@ async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Pro
   await Promise.all(workers);
 }
 
-function createSinkMetrics(registry: Registry, stats: () => SinkStats) {
+export function createSinkMetrics(registry: Registry, stats: () => SinkStats) {
   const registers = [registry];
   return {
     messages: new Counter({

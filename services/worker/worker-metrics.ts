@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Summary, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -41,12 +41,11 @@ export function createWorkerMetrics(registry: Registry) {
       buckets: SECONDS,
       registers,
     }),
-    addedLatency: new Summary({
+    // A Histogram, not a Summary: quantiles over all replicas come from summing buckets (histogram_quantile).
+    addedLatency: new Histogram({
       name: 't2i_worker_added_latency_seconds',
       help: 'per prompt: from fetched to result published, minus the engine time of its batch',
-      percentiles: [0.5, 0.9, 0.99],
-      maxAgeSeconds: 600,
-      ageBuckets: 5,
+      buckets: SECONDS,
       registers,
     }),
     engineStarvedSeconds: new Counter({
@@ -71,10 +70,11 @@ export function createWorkerMetrics(registry: Registry) {
       registers,
     }),
     inFlight: new Gauge({ name: 't2i_worker_in_flight', help: 'prompts taken from Kafka and not yet committed-ready', registers }),
+    // Same name pattern and labels as the sink's t2i_sink_consumer_lag.
     lag: new Gauge({
-      name: 't2i_worker_partition_lag',
-      help: 'messages behind the high watermark at the last fetch',
-      labelNames: ['partition'],
+      name: 't2i_worker_consumer_lag',
+      help: 'Messages behind the high watermark, per partition, at the last batch',
+      labelNames: ['topic', 'partition'],
       registers,
     }),
   };

@@ -11,7 +11,7 @@ import { MessageProducer, type OutgoingMessage } from '../common/message-produce
 import { type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
-import { extractTraceContext, tracer } from '../common/telemetry.ts';
+import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer } from '../common/telemetry.ts';
 import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
 import { encodePng, imageMetadata, type GenerateRequest, type ImageEngine } from './engine/index.ts';
 import { MicroBatcher } from './micro-batcher.ts';
@@ -107,7 +107,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     );
   };
 
-  function toWorkItem(message: KafkaMessage, parent: Context): Promise<boolean> {
+  function toWorkItem(message: KafkaMessage, where: { topic: string; partition: number }, parent: Context): Promise<boolean> {
     const request = codec.decode('PromptRequest', message.value, headersToStrings(message.headers));
     const d = defaults();
     const generate: GenerateRequest = {
@@ -119,10 +119,20 @@ export function createWorker(deps: WorkerDependencies): Worker {
       guidance: request.guidance ?? d.guidance,
     };
     const span = tracer().startSpan(
-      'worker.prompt',
+      messagingSpanName({ operation: 'process', topic: where.topic }),
       {
         kind: SpanKind.CONSUMER,
-        attributes: { 't2i.job': request.jobId, 't2i.row': request.row, 't2i.prompt_index': request.promptIndex },
+        attributes: {
+          ...messagingAttributes({
+            operation: 'process',
+            topic: where.topic,
+            partition: where.partition,
+            offset: message.offset,
+            ...(message.key ? { key: message.key.toString('utf8') } : {}),
+            consumerGroup: options.groupId,
+          }),
+          ...promptAttributes(request),
+        },
       },
       parent,
     );
@@ -174,7 +184,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
-    metrics.lag.set({ partition: String(batch.partition) }, Number(batch.offsetLag()));
+    metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
     let rebalancing = false;
     // Long batches on a GPU take many seconds: keep the group session alive while we wait.
     const beat = setInterval(() => {
@@ -207,7 +217,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
         metrics.inFlight.set(inFlight);
         let done: Promise<boolean>;
         try {
-          done = toWorkItem(message, extractTraceContext(message.headers));
+          done = toWorkItem(message, batch, extractTraceContext(message.headers));
         } catch (error) {
           releaseSlot();
           blockPartition(batch.topic, batch.partition, message, error);

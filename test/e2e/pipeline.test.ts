@@ -138,20 +138,42 @@ test('producer → workers → sink: output.jsonl, errors.jsonl, manifest.json; 
   assert.equal(await done, 'e2e-job');
   await checkJobOutput(t, 'e2e-job');
 
-  // One trace per prompt: producer span → worker.prompt → sink.result share a trace id.
+  // One trace per prompt: `send t2i.prompts` → `process t2i.prompts` → `process t2i.results` share a trace id,
+  // each with OpenTelemetry's messaging attributes (semconv 1.28).
   const finished = spans.getFinishedSpans();
-  const workerPrompts = finished.filter((s) => s.name === 'worker.prompt');
+  const sendName = `send ${t.topics.prompts}`;
+  const workerName = `process ${t.topics.prompts}`;
+  const sinkName = `process ${t.topics.results}`;
+  const workerPrompts = finished.filter((s) => s.name === workerName);
+  for (const span of workerPrompts) {
+    assert.equal(span.attributes['messaging.system'], 'kafka');
+    assert.equal(span.attributes['messaging.operation.type'], 'process');
+    assert.equal(span.attributes['messaging.destination.name'], t.topics.prompts);
+    assert.equal(span.attributes['messaging.consumer.group.name'], groupId);
+    assert.match(String(span.attributes['messaging.destination.partition.id']), /^[0-2]$/);
+    assert.equal(typeof span.attributes['messaging.kafka.offset'], 'number');
+    assert.equal(span.attributes['messaging.kafka.message.key'], `e2e-job/${span.attributes['t2i.row']}`);
+    assert.equal(span.attributes['t2i.job_id'], 'e2e-job');
+  }
+  const sends = finished.filter((s) => s.name === sendName);
+  assert.equal(sends.length, 8, 'one send span per prompt');
+  assert.ok(sends.every((s) => s.attributes['messaging.operation.type'] === 'send' && s.attributes['t2i.job_id'] === 'e2e-job'));
+  const sinkSpans = finished.filter((s) => s.name === sinkName);
+  assert.ok(
+    sinkSpans.every((s) => s.attributes['messaging.destination.name'] === t.topics.results && s.attributes['t2i.job_id'] === 'e2e-job'),
+  );
+  assert.ok(
+    finished.every((s) => s.attributes['t2i.job'] === undefined),
+    'one attribute name per concept: t2i.job_id',
+  );
   assert.equal(new Set(workerPrompts.map((s) => `${s.attributes['t2i.row']}/${s.attributes['t2i.prompt_index']}`)).size, 8);
   const traceIds = new Set(workerPrompts.map((s) => s.spanContext().traceId));
   assert.equal(traceIds.size, 8, 'each prompt has its own trace');
   for (const traceId of traceIds) {
     const inTrace = finished.filter((s) => s.spanContext().traceId === traceId).map((s) => s.name);
-    assert.ok(
-      inTrace.some((n) => n.startsWith('produce')),
-      `trace ${traceId} has a producer span: ${inTrace.join(', ')}`,
-    );
-    assert.ok(inTrace.includes('worker.prompt') && inTrace.includes('worker.upload'), `trace ${traceId} has worker spans`);
-    assert.ok(inTrace.includes('sink.result'), `trace ${traceId} has the sink span: ${inTrace.join(', ')}`);
+    assert.ok(inTrace.includes(sendName), `trace ${traceId} has a producer span: ${inTrace.join(', ')}`);
+    assert.ok(inTrace.includes(workerName) && inTrace.includes('worker.upload'), `trace ${traceId} has worker spans`);
+    assert.ok(inTrace.includes(sinkName), `trace ${traceId} has the sink span: ${inTrace.join(', ')}`);
   }
   void context;
 

@@ -135,9 +135,9 @@ test('a varied job: input order, images and image_meta, errors with line numbers
     { rows: 6, images: 8, errors: 5, prompts: 11, badRows: 2, outputUri: manifest.output.output },
   );
 
-  // The trace continues into the sink: one sink.result span per result message, a remote child of the sender's span.
-  const spans = exporter.getFinishedSpans().filter((s) => s.name === 'sink.result');
-  assert.ok(spans.length >= job.results.length, `${spans.length} sink.result spans`);
+  // The trace continues into the sink: one `process <results topic>` span per result message, a remote child of the sender's span.
+  const spans = exporter.getFinishedSpans().filter((s) => s.name === `process ${env.topics.results}`);
+  assert.ok(spans.length >= job.results.length, `${spans.length} sink spans`);
   for (const span of spans) {
     assert.equal(span.spanContext().traceId, producerSpan.spanContext().traceId);
     assert.equal(span.parentSpanContext?.spanId, producerSpan.spanContext().spanId);

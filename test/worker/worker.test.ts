@@ -75,9 +75,10 @@ test('N prompts in: N images at their keys with PNG metadata, N results, trace c
   // Trace: each result continues the producer's trace; the worker made prompt, batch, inference, encode and upload spans.
   for (const m of results) assert.equal(m.headers.traceparent?.split('-')[1], traceId, 'the result continues the producer trace');
   const names = spans.getFinishedSpans().map((s) => s.name);
-  for (const name of ['worker.prompt', 'worker.batch', 'worker.inference', 'worker.encode', 'worker.upload'])
+  const promptSpan = `process ${t.topics.prompts}`;
+  for (const name of [promptSpan, 'worker.batch', 'worker.inference', 'worker.encode', 'worker.upload'])
     assert.ok(names.includes(name), `span ${name} recorded`);
-  const promptSpans = spans.getFinishedSpans().filter((s) => s.name === 'worker.prompt');
+  const promptSpans = spans.getFinishedSpans().filter((s) => s.name === promptSpan);
   assert.ok(promptSpans.length >= sent.length && promptSpans.every((s) => s.spanContext().traceId === traceId));
 });
 
