@@ -501,6 +501,40 @@ test(
   },
 );
 
+test('Prometheus: every service pod is annotated for scraping on a port it declares; an optional PodMonitor', { skip }, () => {
+  const manifests = render('self-contained-values.yaml');
+  for (const component of ['-worker', '-sink', '-query']) {
+    const deployment = named(manifests, 'Deployment', component);
+    const annotations = (deployment.spec?.template as { metadata: { annotations?: Record<string, string> } }).metadata.annotations ?? {};
+    assert.equal(annotations['prometheus.io/scrape'], 'true', component);
+    assert.equal(annotations['prometheus.io/path'], '/metrics', component);
+    const ports = podSpec(deployment).containers[0]?.ports ?? [];
+    assert.ok(
+      ports.some((p) => String(p.containerPort) === annotations['prometheus.io/port']),
+      `${component}: scrape port ${annotations['prometheus.io/port']} is a container port (${ports.map((p) => p.containerPort).join(', ')})`,
+    );
+  }
+  const query = named(manifests, 'Deployment', '-query');
+  const queryPort = (query.spec?.template as { metadata: { annotations: Record<string, string> } }).metadata.annotations[
+    'prometheus.io/port'
+  ];
+  assert.equal(
+    envOf(podSpec(query).containers[0]!).T2I_HTTP_PORT?.value,
+    queryPort,
+    "the query is scraped on its runtime port, not the API's",
+  );
+  assert.equal(byKind(manifests, 'PodMonitor').length, 0, 'no PodMonitor unless asked');
+  const withMonitor = render('self-contained-values.yaml', ['metrics.podMonitor.enabled=true', 'metrics.podMonitor.labels.release=kps']);
+  const monitor = byKind(withMonitor, 'PodMonitor')[0] as Manifest;
+  assert.equal(monitor.apiVersion, 'monitoring.coreos.com/v1');
+  assert.equal(monitor.metadata.labels?.release, 'kps');
+  const endpoints = (monitor.spec as { podMetricsEndpoints: { port: string; path: string }[] }).podMetricsEndpoints;
+  assert.deepEqual(
+    endpoints.map((e) => `${e.port}${e.path}`),
+    ['http/metrics', 'metrics/metrics'],
+  );
+});
+
 test('no Secret objects and no secret values in any rendering', { skip }, () => {
   for (const file of VALUES_FILES) {
     const text = template(file).stdout;

@@ -150,3 +150,10 @@ app.kubernetes.io/component: {{ .component }}
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+{{/* Pod annotations for Prometheus's kubernetes_sd "prometheus.io/*" convention; the argument is the metrics port. */}}
+{{- define "t2i.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ . | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
