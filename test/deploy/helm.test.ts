@@ -535,6 +535,49 @@ test('Prometheus: every service pod is annotated for scraping on a port it decla
   );
 });
 
+test('EKS with IRSA: s3.endpoint aws and no key pair validates, no AWS_* key variables, the role on the service account', { skip }, () => {
+  const manifests = render('eks-values.yaml');
+  assert.equal(
+    byKind(manifests, 'ServiceAccount').length,
+    0,
+    'the IRSA service account is made outside the chart (eksctl), before the init hook',
+  );
+  const account = { metadata: { name: 't2i-stream' } };
+  const created = render('eks-values.yaml', [
+    'serviceAccount.create=true',
+    'serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/t2i',
+    'init.enabled=false',
+  ]);
+  assert.equal(
+    (byKind(created, 'ServiceAccount')[0] as Manifest).metadata.annotations?.['eks.amazonaws.com/role-arn'],
+    'arn:aws:iam::123456789012:role/t2i',
+    'or the chart makes it, with the role annotation',
+  );
+  const hookWithoutRole = template('eks-values.yaml', ['serviceAccount.create=true']);
+  assert.notEqual(hookWithoutRole.status, 0, 'a pre-install init hook cannot use an account the chart has not made yet');
+  assert.match(hookWithoutRole.stderr, /needs its IAM role before install/);
+  for (const kind of ['Deployment', 'Job']) {
+    for (const m of byKind(manifests, kind)) {
+      const spec = podSpec(m);
+      assert.equal(
+        (spec as unknown as { serviceAccountName?: string }).serviceAccountName,
+        account.metadata.name,
+        `${m.metadata.name} runs as the annotated service account`,
+      );
+      for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+        const env = envOf(c);
+        if (!env.S3_ENDPOINT) continue;
+        assert.equal(env.S3_ENDPOINT.value, 'aws', `${m.metadata.name}/${c.name}`);
+        assert.equal(env.AWS_ACCESS_KEY_ID, undefined, `${m.metadata.name}/${c.name}: no key pair, the default credential chain`);
+        assert.equal(env.AWS_SECRET_ACCESS_KEY, undefined);
+      }
+    }
+  }
+  const noSecret = template('aws-values.yaml', ['s3.existingSecret=']);
+  assert.notEqual(noSecret.status, 0, 'a custom endpoint without a key pair is refused');
+  assert.match(noSecret.stderr, /s3\.existingSecret is required unless s3\.endpoint is "aws"/);
+});
+
 test('no Secret objects and no secret values in any rendering', { skip }, () => {
   for (const file of VALUES_FILES) {
     const text = template(file).stdout;

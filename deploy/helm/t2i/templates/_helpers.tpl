@@ -118,6 +118,7 @@ app.kubernetes.io/component: {{ .component }}
 - name: S3_PUBLIC_BASE_URL
   value: {{ .Values.s3.publicBaseUrl | quote }}
 {{- end }}
+{{- if $secret }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
@@ -128,6 +129,9 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ $secret }}
       key: {{ .Values.s3.secretAccessKeyKey }}
+{{- else if ne .Values.s3.endpoint "aws" }}
+{{- fail "s3.existingSecret is required unless s3.endpoint is \"aws\" (Amazon S3 with the pod's IAM role: IRSA or EKS Pod Identity)" }}
+{{- end }}
 - name: T2I_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{- end -}}
