@@ -53,7 +53,8 @@ export interface DeadLetter {
   createdAt: number;
 }
 
-export type JobEventType = 'started' | 'produced' | 'completed' | 'failed';
+/** `unknown`: a symbol added by a newer writer (JobEvent v2's enum default); readers ignore such events. */
+export type JobEventType = 'started' | 'produced' | 'completed' | 'failed' | 'unknown';
 
 export interface JobEvent {
   jobId: string;
