@@ -74,6 +74,7 @@ export async function runService(
     throw error;
   }
   lifecycle.transition('RUNNING');
+  logger.info(`${name}: running (SIGTERM drains and stops it)`);
   running.done?.then(
     () => void close(),
     (error: unknown) => {
