@@ -6,6 +6,7 @@
  * their prompts (docs/images/shapes-grid.png).
  *
  *   node --import tsx bench/eval/eval-bench.ts [--model DIR] [--prompts FILE] [--grid FILE] [--out FILE]
+ *        [--steps N] [--true-cfg-scale S] [--limit N]     (defaults: the model's t2i.json; all prompts)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,14 +24,22 @@ const { values } = parseArgs({
     grid: { type: 'string', default: path.join(PACKAGE_ROOT, 'docs', 'images', 'shapes-grid.png') },
     out: { type: 'string', default: path.join(PACKAGE_ROOT, 'bench', 'results', 'eval.json') },
     batch: { type: 'string', default: '8' },
+    steps: { type: 'string' },
+    'true-cfg-scale': { type: 'string' },
+    limit: { type: 'string' },
   },
 });
+const overrides = {
+  ...(values.steps !== undefined ? { steps: Number(values.steps) } : {}),
+  ...(values['true-cfg-scale'] !== undefined ? { trueCfgScale: Number(values['true-cfg-scale']) } : {}),
+};
 
 const rows = fs
   .readFileSync(values.prompts!, 'utf8')
   .split('\n')
   .filter((l) => l.trim() !== '')
-  .map((l) => JSON.parse(l) as { id: string; prompt: string; seed: number });
+  .map((l) => JSON.parse(l) as { id: string; prompt: string; seed: number })
+  .slice(0, values.limit !== undefined ? Number(values.limit) : undefined);
 const engine = createFluxPipeline({ modelDirectory: values.model!, provider: 'cpu' });
 await engine.load();
 const judgements: Judgement[] = [];
@@ -39,7 +48,7 @@ const started = performance.now();
 const batch = Number(values.batch);
 for (let i = 0; i < rows.length; i += batch) {
   const slice = rows.slice(i, i + batch);
-  const out = await engine.generate(slice.map((r) => ({ prompt: r.prompt, seed: r.seed })));
+  const out = await engine.generate(slice.map((r) => ({ prompt: r.prompt, seed: r.seed, ...overrides })));
   for (const [k, image] of out.entries()) {
     judgements.push(judgePixels(slice[k]!.prompt, image.data, image.width, image.height, 3));
     if (images.length < 24) images.push(image.data);
@@ -50,6 +59,7 @@ process.stderr.write('\n');
 const seconds = (performance.now() - started) / 1000;
 const { width, height } = engine.info.defaults;
 const model = engine.info.model;
+const settings = { steps: overrides.steps ?? engine.info.defaults.steps, trueCfgScale: overrides.trueCfgScale ?? engine.info.defaults.trueCfgScale };
 await engine.close();
 
 const summary = summarise(judgements);
@@ -76,6 +86,7 @@ const sortedMistakes = Object.fromEntries(
 const result = {
   model,
   prompts: rows.length,
+  settings,
   seconds,
   summary,
   mistakes: sortedMistakes,

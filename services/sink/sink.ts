@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { SpanKind } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { monotonicFactory } from 'ulid';
 import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
 import { topicNames, type TopicNames } from '../common/config.ts';
@@ -19,6 +19,7 @@ import { mergeSortedParts, readLines, sortAndDedupe, type MergeCounters } from '
 import { compileSinkOptions, type CompiledSinkOptions, type SinkOptions } from './options.ts';
 import { errorEntryLine, imageEntryLine, type PartEntry } from './part-format.ts';
 import { ObjectLineWriter } from './object-writer.ts';
+import { createSinkMetrics } from './sink-metrics.ts';
 import { deleteOpenJob, readOpenJobs, writeOpenJob } from './open-jobs.ts';
 import type { FailedJobManifest, JobManifest, SinkState, SinkStats } from './types.ts';
 import { errorsKey, manifestKey, outputKey, parsePartKey, partKey, partsPrefix, sinkPrefix } from '../common/bucket-layout.ts';
@@ -863,6 +864,7 @@ export class Sink {
     this.markCompleted(jobId);
     await this.deleteSinkState(jobId);
     await this.forgetOpenJob(jobId);
+    if (written) this.metrics.jobsFailed.inc();
     try {
       if (written) this.deps.onJobFailed?.(written);
     } catch (error) {
@@ -1074,51 +1076,4 @@ async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Pro
     }
   });
   await Promise.all(workers);
-}
-
-export function createSinkMetrics(registry: Registry, stats: () => SinkStats) {
-  const registers = [registry];
-  return {
-    messages: new Counter({
-      name: 't2i_sink_messages_total',
-      help: 'Results and dead letters read, by kind and outcome (buffered, ignored: job already complete, undecodable, invalid)',
-      labelNames: ['kind', 'outcome'],
-      registers,
-    }),
-    partsWritten: new Counter({ name: 't2i_sink_parts_written_total', help: 'Sorted parts spilled to the bucket', registers }),
-    rowsWritten: new Counter({ name: 't2i_sink_rows_written_total', help: 'Rows written to output.jsonl files', registers }),
-    imagesWritten: new Counter({ name: 't2i_sink_images_written_total', help: 'Images listed in output.jsonl files', registers }),
-    jobsCompleted: new Counter({
-      name: 't2i_sink_jobs_completed_total',
-      help: 'Jobs this process completed (manifest written)',
-      registers,
-    }),
-    blocked: new Gauge({
-      name: 't2i_sink_blocked_partitions',
-      help: 'Partitions paused at a message this sink cannot decode (upgrade it; readiness is false meanwhile)',
-      registers,
-    }),
-    lag: new Gauge({
-      name: 't2i_sink_consumer_lag',
-      help: 'Messages behind the high watermark, per partition, at the last batch',
-      labelNames: ['topic', 'partition'],
-      registers,
-    }),
-    buffered: new Gauge({
-      name: 't2i_sink_buffered_messages',
-      help: 'Results and dead letters held in memory, not spilled yet',
-      registers,
-      collect() {
-        this.set(stats().bufferedMessages);
-      },
-    }),
-    inFlight: new Gauge({
-      name: 't2i_sink_jobs_in_flight',
-      help: 'Jobs with data or events and no manifest yet',
-      registers,
-      collect() {
-        this.set(stats().jobsInFlight);
-      },
-    }),
-  };
 }

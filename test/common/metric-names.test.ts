@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { createSinkMetrics } from '../../services/sink/sink.ts';
+import { createSinkMetrics } from '../../services/sink/sink-metrics.ts';
 import { createWorkerMetrics } from '../../services/worker/worker-metrics.ts';
 
 function types(text: string): Map<string, string> {
