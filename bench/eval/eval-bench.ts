@@ -59,7 +59,10 @@ process.stderr.write('\n');
 const seconds = (performance.now() - started) / 1000;
 const { width, height } = engine.info.defaults;
 const model = engine.info.model;
-const settings = { steps: overrides.steps ?? engine.info.defaults.steps, trueCfgScale: overrides.trueCfgScale ?? engine.info.defaults.trueCfgScale };
+const settings = {
+  steps: overrides.steps ?? engine.info.defaults.steps,
+  trueCfgScale: overrides.trueCfgScale ?? engine.info.defaults.trueCfgScale,
+};
 await engine.close();
 
 const summary = summarise(judgements);

@@ -93,7 +93,7 @@ TRANSFORMER_CONFIG = dict(
 UNCOND_PROB = 0.1
 TRUE_CFG_SCALE = 4.0
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
-DEFAULT_STEPS = 8
+DEFAULT_STEPS = 16  # chosen on examples/shapes-validation.jsonl with true_cfg_scale 4 (tools/flux_train/README.md)
 
 
 def log(*a):
