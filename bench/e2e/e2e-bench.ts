@@ -32,6 +32,9 @@ const WORKERS = Number(values.workers);
 const BATCH = Number(values.batch);
 const THREADS = Number(values.threads);
 
+/** What the engine ran with: the model's own defaults (read from the engine, never assumed). */
+let modelSettings: { model: string; size: string; steps: number; trueCfgScale: number } | undefined;
+
 async function engineRate(images: number): Promise<number> {
   const engine = createFluxPipeline({
     modelDirectory: loadConfig(process.env).model.dir,
@@ -40,6 +43,8 @@ async function engineRate(images: number): Promise<number> {
     preferredBatchSize: BATCH,
   });
   await engine.load();
+  const d = engine.info.defaults;
+  modelSettings = { model: engine.info.model, size: `${d.width}x${d.height}`, steps: d.steps, trueCfgScale: d.trueCfgScale };
   await engine.generate(Array.from({ length: BATCH }, (_, i) => ({ prompt: 'warm-up', seed: i })));
   const start = performance.now();
   for (let i = 0; i < images; i += BATCH)
@@ -92,7 +97,7 @@ const endToEnd = result.event.images / (result.elapsedMs / 1000);
 const summary = {
   date: new Date().toISOString(),
   machine: `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), shared VM; Kafka and s3proxy on the same machine`,
-  settings: { rows: ROWS, workers: WORKERS, batch: BATCH, intraOpThreads: THREADS, model: 'tiny-flux', size: '64x64', steps: 4 },
+  settings: { rows: ROWS, workers: WORKERS, batch: BATCH, intraOpThreads: THREADS, ...modelSettings },
   job: {
     images: result.event.images,
     rows: result.event.rows,
