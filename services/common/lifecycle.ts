@@ -69,7 +69,9 @@ export class Lifecycle {
 
 /**
  * Runs a long-lived service from a process entry point: the only place that handles signals.
- * The first SIGTERM/SIGINT starts a graceful close; a second one exits at once.
+ * The first SIGTERM/SIGINT starts a graceful close; a second one exits at once. Once the close is done
+ * the process exits even if a library still holds a socket or a timer (kafkajs restarting a consumer
+ * whose broker came back, for one): a drained service never lingers.
  */
 export function handleSignals(close: () => Promise<void>, logger: Logger, graceMs = 60_000): void {
   let signalled = false;
@@ -89,6 +91,11 @@ export function handleSignals(close: () => Promise<void>, logger: Logger, graceM
       () => {
         clearTimeout(timer);
         process.exitCode ??= 0;
+        // Normally the event loop is empty now and the process ends by itself; if not, end it.
+        setTimeout(() => {
+          logger.warn('drained, but handles are still open (a library reconnecting?): exiting');
+          process.exit(process.exitCode ?? 0);
+        }, 1000).unref();
       },
       (error: unknown) => {
         logger.error({ err: error }, 'close failed');

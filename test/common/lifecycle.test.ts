@@ -29,3 +29,32 @@ test('invalid transitions are refused', () => {
   const lifecycle = new Lifecycle();
   assert.throws(() => lifecycle.transition('RUNNING'), /CREATED -> RUNNING/);
 });
+
+test('after SIGTERM and a finished drain the process exits 0 even if a library keeps a handle open', async () => {
+  const { spawn } = await import('node:child_process');
+  const { once } = await import('node:events');
+  const path = await import('node:path');
+  const { PACKAGE_ROOT } = await import('../../services/common/paths.ts');
+  // A service whose drain finishes, while an interval (like kafkajs restarting a consumer) stays alive.
+  const script = `
+    import { handleSignals } from ${JSON.stringify(path.join(PACKAGE_ROOT, 'services/common/lifecycle.ts'))};
+    import { silentLogger } from ${JSON.stringify(path.join(PACKAGE_ROOT, 'services/common/logger.ts'))};
+    setInterval(() => {}, 1000);
+    handleSignals(async () => {}, silentLogger(), 60_000);
+    process.stdout.write('ready\\n');
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await once(child.stdout!, 'data');
+  const started = Date.now();
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    once(child, 'exit') as Promise<[number | null]>,
+    new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), 20_000))),
+  ]);
+  clearTimeout(timer);
+  if (outcome === 'hung') child.kill('SIGKILL');
+  assert.notEqual(outcome, 'hung', 'still running 20 s after SIGTERM, its drain long done');
+  assert.equal((outcome as [number | null])[0], 0);
+  assert.ok(Date.now() - started < 20_000);
+});

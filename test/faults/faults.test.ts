@@ -85,6 +85,23 @@ class Service {
     child.kill(signal);
     await exited;
   }
+
+  /** SIGTERM, as a supervisor stops it: it must drain and exit 0 within 30 s (else SIGKILL and fail). */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([exited, new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 30_000)))]);
+    clearTimeout(timer);
+    if (outcome === 'hung') {
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`${this.name} did not exit within 30 s of SIGTERM`);
+    }
+    assert.equal(outcome[0], 0, `${this.name} exited ${outcome[0] ?? outcome[1]} after SIGTERM`);
+  }
 }
 
 function stackPid(part: 'kafka' | 's3proxy'): number {
@@ -225,7 +242,7 @@ async function runCase(name: string, fault: (parts: { worker: Service; sink: Ser
     assert.equal(promptsLost, 0, `${name}: prompts with neither an image nor an error record`);
     assert.equal(failedPrompts, 0, `${name}: a fault of the environment must not fail prompts`);
   } finally {
-    await Promise.all([worker.kill('SIGTERM'), sink.kill('SIGTERM')]);
+    await Promise.all([worker.stop(), sink.stop()]);
   }
 }
 
