@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
 import { test } from 'node:test';
+import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import { Lifecycle } from '../../services/common/lifecycle.ts';
 
 test('close is idempotent, drains first and runs every cleanup step even when one fails', async () => {
@@ -31,10 +35,6 @@ test('invalid transitions are refused', () => {
 });
 
 test('after SIGTERM and a finished drain the process exits 0 even if a library keeps a handle open', async () => {
-  const { spawn } = await import('node:child_process');
-  const { once } = await import('node:events');
-  const path = await import('node:path');
-  const { PACKAGE_ROOT } = await import('../../services/common/paths.ts');
   // A service whose drain finishes, while an interval (like kafkajs restarting a consumer) stays alive.
   const script = `
     import { handleSignals } from ${JSON.stringify(path.join(PACKAGE_ROOT, 'services/common/lifecycle.ts'))};
