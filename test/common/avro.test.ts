@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import avro from 'avsc';
 import { AvroCodec, SCHEMA_HEADER } from '../../services/common/avro.ts';
-import type { PromptRequest } from '../../services/common/messages.ts';
+import { jobEvent, type PromptRequest } from '../../services/common/messages.ts';
 import { SCHEMAS_DIR } from '../../services/common/paths.ts';
 
 const request: PromptRequest = {
@@ -88,20 +88,7 @@ test('JobEvent v2: an event type added by a newer writer reads as unknown, and v
   // code older than the schema files it is given): schema resolution falls back to the enum default.
   const writer = avro.Type.forSchema(v2 as unknown as avro.Schema);
   const reader = avro.Type.forSchema(JSON.parse(fs.readFileSync(path.join(SCHEMAS_DIR, 'JobEvent.v2.avsc'), 'utf8')) as avro.Schema);
-  const event = {
-    jobId: 'j',
-    type: 'paused',
-    at: 1,
-    rows: 0,
-    prompts: 0,
-    badRows: 0,
-    images: 0,
-    errors: 0,
-    source: null,
-    paramsJson: null,
-    outputUri: null,
-    message: null,
-  };
+  const event = { ...jobEvent('j', 'started', { at: 1 }), type: 'paused' };
   const resolved = reader.fromBuffer(writer.toBuffer(event), reader.createResolver(writer)) as { type: string };
   assert.equal(resolved.type, 'unknown');
 
