@@ -111,7 +111,7 @@ test('a varied job: input order, images and image_meta, errors with line numbers
   assert.deepEqual(stored.counts, manifest.counts);
 
   // manifest.json is written after output.jsonl and errors.jsonl; the sink's working parts are gone.
-  const finals = store.written.filter((k) => !k.includes('/_sink/'));
+  const finals = store.written.filter((k) => !k.includes('_sink/')); // parts, and the open-jobs ledger
   assert.deepEqual(finals.slice(-1), [`jobs/${jobId}/manifest.json`]);
   assert.deepEqual(new Set(finals.slice(0, -1)), new Set([`jobs/${jobId}/output.jsonl`, `jobs/${jobId}/errors.jsonl`]));
   assert.ok(
