@@ -46,11 +46,7 @@ export function registerRunCommands(program: Command): void {
       // "coordinator not available" while a fresh broker starts, …) go to a log file instead.
       const logFile = path.join(PACKAGE_ROOT, '.cache', 'run', 't2i-run.log');
       fs.mkdirSync(path.dirname(logFile), { recursive: true });
-      const logger = createLogger(
-        'run',
-        config.logLevel === 'info' ? 'warn' : config.logLevel,
-        fs.createWriteStream(logFile, { flags: 'a' }),
-      );
+      const logger = createLogger('run', config.logLevel === 'info' ? 'warn' : config.logLevel, logFile);
       const say = (line: string) => process.stderr.write(`${line}\n`);
       // SIGTERM (a supervisor, a CI timeout) and Ctrl-C stop the job cleanly: the workers and the sink it
       // started are stopped before it exits, never left running. A second signal exits at once.

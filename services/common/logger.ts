@@ -3,14 +3,11 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
 export type { Logger } from 'pino';
 
 /**
- * Structured JSON logs (pino) to stderr, so stdout stays free for command output (URIs, JSON rows).
- * Secrets are redacted by path wherever they could appear.
+ * Structured JSON logs (pino) to stderr, so stdout stays free for command output (URIs, JSON rows), or
+ * appended to a file when `file` is given (`t2i run` keeps the terminal for people). Secrets are redacted
+ * by path wherever they could appear.
  */
-export function createLogger(
-  name: string,
-  level: LoggerOptions['level'] = 'info',
-  destination: NodeJS.WritableStream = process.stderr,
-): Logger {
+export function createLogger(name: string, level: LoggerOptions['level'] = 'info', file?: string): Logger {
   return pino(
     {
       name,
@@ -30,7 +27,7 @@ export function createLogger(
         censor: '***',
       },
     },
-    pino.destination({ dest: (destination as { fd?: number }).fd ?? 2, sync: true }),
+    pino.destination({ dest: file ?? 2, sync: true, ...(file ? { append: true, mkdir: true } : {}) }),
   );
 }
 
