@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../deploy/local/stack.ts';
+import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../services/stack/stack.ts';
 import { PACKAGE_ROOT } from '../services/common/paths.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -25,7 +25,7 @@ function findTests(dir: string): string[] {
   return out.sort();
 }
 
-const STACK_MODULES = [path.join(PACKAGE_ROOT, 'test/helpers/env.ts'), path.join(PACKAGE_ROOT, 'deploy/local/stack.ts')];
+const STACK_MODULES = [path.join(PACKAGE_ROOT, 'test/helpers/env.ts'), path.join(PACKAGE_ROOT, 'services/stack/stack.ts')];
 const IMPORT =
   /^\s*(?:import|export)\b[^'"]*?from\s*['"](\.{1,2}\/[^'"]+)['"]|^\s*import\s*['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/gm;
 

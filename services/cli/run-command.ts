@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { PACKAGE_ROOT } from '../common/paths.ts';
-import { stackOptionsFromEnv } from '../../deploy/local/stack.ts';
+import { stackOptionsFromEnv } from '../stack/stack.ts';
 import { T2iError } from '../common/errors.ts';
 import { createLogger } from '../common/logger.ts';
 import { parseDefaultsSpec } from '../producer/options.ts';

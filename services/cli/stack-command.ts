@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../../deploy/local/stack.ts';
+import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../stack/stack.ts';
 import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
 import { createLogger } from '../common/logger.ts';
 import { ObjectStore } from '../common/object-store.ts';

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Consumer, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { ulid } from 'ulid';
-import { logTail, servicesAnswer, stackDown, stackUp, type StackOptions } from '../../deploy/local/stack.ts';
+import { logTail, servicesAnswer, stackDown, stackUp, type StackOptions } from '../stack/stack.ts';
 import { AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';

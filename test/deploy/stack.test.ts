@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
-import { KAFKA_VERSION, S3PROXY_VERSION, portOpen, stackOptionsFromEnv, stackUp } from '../../deploy/local/stack.ts';
+import { KAFKA_VERSION, S3PROXY_VERSION, portOpen, stackOptionsFromEnv, stackUp } from '../../services/stack/stack.ts';
 import { ObjectStore } from '../../services/common/object-store.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 

@@ -17,7 +17,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { stackOptionsFromEnv, stackStatus, stackUp, type StackOptions } from '../../deploy/local/stack.ts';
+import { stackOptionsFromEnv, stackStatus, stackUp, type StackOptions } from '../../services/stack/stack.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 
 const STACK: StackOptions = {
@@ -134,7 +134,7 @@ before(async () => {
 });
 
 after(async () => {
-  const { stackDown } = await import('../../deploy/local/stack.ts');
+  const { stackDown } = await import('../../services/stack/stack.ts');
   await stackDown(STACK);
   const table = [
     '| fault (mid-job, SIGKILL) | down for | outcome | rows lost | rows duplicated | prompts lost | restart → job complete |',

@@ -10,12 +10,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
-import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type Env } from '../../services/common/config.ts';
-import { EnvReader } from '../../services/common/env-reader.ts';
-import { T2iError, describeError } from '../../services/common/errors.ts';
-import { ensureTopics } from '../../services/common/kafka.ts';
-import { ObjectStore } from '../../services/common/object-store.ts';
-import { PACKAGE_ROOT } from '../../services/common/paths.ts';
+import { LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, type Env } from '../common/config.ts';
+import { EnvReader } from '../common/env-reader.ts';
+import { T2iError, describeError } from '../common/errors.ts';
+import { ensureTopics } from '../common/kafka.ts';
+import { ObjectStore } from '../common/object-store.ts';
+import { PACKAGE_ROOT } from '../common/paths.ts';
 
 const run = promisify(execFile);
 
