@@ -196,7 +196,7 @@ async function queryImage(store: ObjectStore, jobArg: string, rowArg: string, kA
     );
   }
   if (flags.url) {
-    const { parseExpires } = await import('../query/app.ts');
+    const { parseExpires } = await import('../query/request.ts');
     const expires = parseExpires(flags.expires, MAX_PRESIGN_SECONDS);
     const url = await store.presignGet(key, expires);
     await out(`${url}\n`);

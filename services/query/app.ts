@@ -37,7 +37,8 @@ import { getJob, listJobsPage } from './jobs.ts';
 import { parseCursor } from './json-lines.ts';
 import { jobFileKey, parseImageIndex, parseRowNumber, validateJobId } from './layout.ts';
 import { readImageMetadata, thumbnail } from './images.ts';
-import { QueryError, badRequest, notFound } from './query-error.ts';
+import { QueryError, notFound } from './query-error.ts';
+import { cursorParam, optionalLimit, parseExpires, parseLimit, parseRequest, type Request } from './request.ts';
 import { findRow, readErrorsPage, readRowsPage, streamErrors, streamRows } from './rows.ts';
 import { imageKey, imagesPrefix, jobPrefix } from '../common/bucket-layout.ts';
 
@@ -76,14 +77,6 @@ const FILE_TYPES: Record<string, string> = {
 };
 const DEFAULT_ROWS = 50;
 const DEFAULT_JOBS = 100;
-const MAX_LIMIT = 1000;
-
-interface Request {
-  segments: string[];
-  query: URLSearchParams;
-  req: IncomingMessage;
-  res: ServerResponse;
-}
 
 export function createQueryApp(options: QueryAppOptions): QueryApp {
   const { store } = options;
@@ -323,58 +316,6 @@ export function createQueryApp(options: QueryAppOptions): QueryApp {
       }
     },
   };
-}
-
-/**
- * The path as decoded segments. The raw path is split on "/" before decoding, so "%2F" stays inside one
- * segment and "%2e%2e" is seen as ".."; the handlers refuse such segments (no normalization that could
- * walk out of a job's prefix).
- */
-function parseRequest(req: IncomingMessage, res: ServerResponse): Request {
-  const raw = req.url ?? '/';
-  const q = raw.indexOf('?');
-  const pathPart = q === -1 ? raw : raw.slice(0, q);
-  if (!pathPart.startsWith('/')) throw badRequest('invalid request path');
-  const segments = pathPart.slice(1).split('/');
-  if (segments[segments.length - 1] === '') segments.pop();
-  const decoded = segments.map((segment) => {
-    try {
-      return decodeURIComponent(segment);
-    } catch {
-      throw badRequest('invalid percent-encoding in the path');
-    }
-  });
-  return { segments: decoded, query: new URLSearchParams(q === -1 ? '' : raw.slice(q + 1)), req, res };
-}
-
-function parseLimit(query: URLSearchParams, fallback: number): number {
-  const text = query.get('limit');
-  if (text === null || text === '') return fallback;
-  if (!/^\d{1,6}$/.test(text) || Number(text) < 1 || Number(text) > MAX_LIMIT)
-    throw badRequest(`invalid limit ${JSON.stringify(text.slice(0, 20))}: expected 1-${MAX_LIMIT}`);
-  return Number(text);
-}
-
-function optionalLimit(query: URLSearchParams): number | undefined {
-  const text = query.get('limit');
-  if (text === null || text === '') return undefined;
-  if (!/^\d{1,12}$/.test(text) || Number(text) < 1)
-    throw badRequest(`invalid limit ${JSON.stringify(text.slice(0, 20))}: expected a whole number from 1`);
-  return Number(text);
-}
-
-function cursorParam(query: URLSearchParams): { cursor?: string } {
-  const cursor = query.get('cursor');
-  if (cursor === null || cursor === '') return {};
-  if (cursor.length > 1024) throw badRequest('invalid cursor: too long');
-  return { cursor };
-}
-
-export function parseExpires(text: string | undefined, max: number): number {
-  if (text === undefined || text === '') return 3600;
-  if (!/^\d{1,7}$/.test(text) || Number(text) < 1 || Number(text) > max)
-    throw badRequest(`invalid expires ${JSON.stringify(text.slice(0, 20))}: expected 1-${max} seconds`);
-  return Number(text);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
