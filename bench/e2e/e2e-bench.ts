@@ -1,117 +1,323 @@
 /**
- * End to end: a ROWS-row job through `t2i run` (producer, one worker process, sink; real Kafka and S3)
- * with the tiny model, against the engine's own images/s at the same batch size and threads, measured
- * in the same run (engine before and after the job; their mean is the reference).
+ * The whole stream against the engine alone, side by side in one run, the way it runs in production:
+ * long-running worker(s) and sink started here as their own processes (`t2i worker`, `t2i sink`), jobs
+ * pushed by `t2i produce`, completion seen on the job events topic. Reports:
  *
- *   node --import tsx bench/e2e/e2e-bench.ts [--rows 10000] [--workers 1] [--batch 4] [--threads 1]
+ * - throughput: images/s of a ROWS-row job (from starting `t2i produce` to its `completed` event)
+ *   over the engine's own images/s at the same size, steps, batch and threads (engine measured before
+ *   and after the stream in this process; their mean is the reference);
+ * - a per-service CPU account: CPU-ms per image of the worker outside the engine (worker process CPU
+ *   minus the engine's own CPU per image × images), the sink, the producer, and the Kafka and S3 server
+ *   processes, all from /proc;
+ * - small-job latency on the warm services: from `t2i produce` returning to the `completed` event
+ *   (manifest.json is written before it), for several 8-row jobs, next to one batch's inference time.
  *
- * Needs the local stack (`npx t2i stack up`). Writes bench/results/e2e.json. The sink's memory on a
- * 1,000,000-row job is measured by bench/sink.
+ *   node --import tsx bench/e2e/e2e-bench.ts [--model DIR] [--width 64 --height 48 --steps 3]
+ *       [--rows 10000] [--workers 1] [--batch 8] [--threads 1] [--small-jobs 5] [--out FILE] [--profile DIR]
+ *
+ * Needs the local stack (`npx t2i stack up`). Writes bench/results/e2e.json (or --out). Defaults: the
+ * fast tiny random model (models/tiny-flux at 64x48, 3 steps), which shows the stream's own cost.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { parseArgs } from 'node:util';
-import { loadConfig } from '../../services/common/config.ts';
+import { promisify, parseArgs } from 'node:util';
+import { Kafka, logLevel } from 'kafkajs';
+import { AvroCodec } from '../../services/common/avro.ts';
+import { loadConfig, topicNames } from '../../services/common/config.ts';
+import { headersToStrings } from '../../services/common/kafka.ts';
+import type { JobEvent } from '../../services/common/messages.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
+import { stackOptionsFromEnv, stackStatus } from '../../services/stack/stack.ts';
 import { createFluxPipeline } from '../../services/worker/engine/index.ts';
+import { parseBashTimes, processCpuMs } from './proc-cpu.ts';
 
-const run = promisify(execFile);
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+const execFileAsync = promisify(execFile);
 const { values } = parseArgs({
   options: {
+    model: { type: 'string', default: path.join(PACKAGE_ROOT, 'models', 'tiny-flux') },
+    width: { type: 'string', default: '64' },
+    height: { type: 'string', default: '48' },
+    steps: { type: 'string', default: '3' },
     rows: { type: 'string', default: '10000' },
     workers: { type: 'string', default: '1' },
-    batch: { type: 'string', default: '4' },
+    batch: { type: 'string', default: '8' },
     threads: { type: 'string', default: '1' },
+    'small-jobs': { type: 'string', default: '5' },
+    'engine-images': { type: 'string', default: '1600' },
+    out: { type: 'string', default: path.join(PACKAGE_ROOT, 'bench', 'results', 'e2e.json') },
+    /** Write V8 CPU profiles of the worker(s) and the sink (every thread) into this folder. */
+    profile: { type: 'string' },
   },
 });
+const MODEL = path.resolve(values.model!);
+const WIDTH = Number(values.width);
+const HEIGHT = Number(values.height);
+const STEPS = Number(values.steps);
 const ROWS = Number(values.rows);
 const WORKERS = Number(values.workers);
 const BATCH = Number(values.batch);
 const THREADS = Number(values.threads);
+const SMALL_JOBS = Number(values['small-jobs']);
+const ENGINE_IMAGES = Number(values['engine-images']);
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-/** What the engine ran with: the model's own defaults (read from the engine, never assumed). */
-let modelSettings: { model: string; size: string; steps: number; trueCfgScale: number } | undefined;
+const config = loadConfig({ ...process.env, T2I_MODEL: MODEL });
+const topics = topicNames(config.kafka.topicPrefix);
+const dir = path.join(PACKAGE_ROOT, '.cache', 'bench', 'e2e');
+fs.mkdirSync(dir, { recursive: true });
 
-async function engineRate(images: number): Promise<number> {
+// ---------------------------------------------------------------- the engine alone
+
+let modelName = '';
+let trueCfgScale = 1;
+
+/** images/s, CPU-ms per image (this process: the engine is all it does meanwhile) and ms per batch. */
+async function engineAlone(images: number): Promise<{ rate: number; cpuMsPerImage: number; msPerBatch: number }> {
   const engine = createFluxPipeline({
-    modelDirectory: loadConfig(process.env).model.dir,
+    modelDirectory: MODEL,
     intraOpNumThreads: THREADS,
     maxBatchSize: Math.max(8, BATCH),
     preferredBatchSize: BATCH,
   });
   await engine.load();
-  const d = engine.info.defaults;
-  modelSettings = { model: engine.info.model, size: `${d.width}x${d.height}`, steps: d.steps, trueCfgScale: d.trueCfgScale };
-  await engine.generate(Array.from({ length: BATCH }, (_, i) => ({ prompt: 'warm-up', seed: i })));
+  modelName = engine.info.model;
+  trueCfgScale = engine.info.defaults.trueCfgScale;
+  const request = (i: number) => ({ prompt: `a photo of object number ${i} on a table, studio light`, seed: i, width: WIDTH, height: HEIGHT, steps: STEPS });
+  await engine.generate(Array.from({ length: BATCH }, (_, i) => request(i)));
+  const cpu = process.cpuUsage();
   const start = performance.now();
-  for (let i = 0; i < images; i += BATCH)
-    await engine.generate(Array.from({ length: BATCH }, (_, k) => ({ prompt: `engine bench ${i + k}`, seed: i + k })));
-  const rate = images / ((performance.now() - start) / 1000);
+  let batches = 0;
+  for (let i = 0; i < images; i += BATCH, batches++) await engine.generate(Array.from({ length: BATCH }, (_, k) => request(i + k)));
+  const ms = performance.now() - start;
+  const used = process.cpuUsage(cpu);
   await engine.close();
-  return rate;
+  return { rate: images / (ms / 1000), cpuMsPerImage: (used.user + used.system) / 1000 / images, msPerBatch: ms / batches };
 }
 
-const dir = path.join(PACKAGE_ROOT, '.cache', 'bench');
-fs.mkdirSync(dir, { recursive: true });
-const input = path.join(dir, `e2e-${ROWS}.jsonl`);
-const lines: string[] = [];
-for (let i = 0; i < ROWS; i++)
-  lines.push(
-    JSON.stringify({ id: i, conversations: [{ role: 'user', content: `a photo of object number ${i} on a table, studio light` }] }),
-  );
-fs.writeFileSync(input, `${lines.join('\n')}\n`);
+// ---------------------------------------------------------------- services
 
-const before = await engineRate(800);
-process.stderr.write(`engine before: ${before.toFixed(1)} images/s\n`);
-const jobId = `bench-e2e-${Date.now().toString(36)}`;
-const started = performance.now();
-const { stdout } = await run(
-  process.execPath,
-  [
-    path.join(PACKAGE_ROOT, 'bin', 't2i.js'),
-    'run',
-    input,
-    '--job',
-    jobId,
-    '--workers',
-    String(WORKERS),
-    '--json',
-    '--out',
-    path.join(dir, `e2e-${ROWS}.output.jsonl`),
-  ],
-  {
-    env: { ...process.env, T2I_INTRA_OP_THREADS: String(THREADS), T2I_MAX_BATCH: String(BATCH) },
-    maxBuffer: 16 * 1024 * 1024,
-    timeout: 3_600_000,
-  },
-);
-const wall = (performance.now() - started) / 1000;
-const result = JSON.parse(stdout) as { event: { images: number; rows: number; errors: number }; elapsedMs: number };
-const after = await engineRate(800);
-process.stderr.write(`engine after: ${after.toFixed(1)} images/s\n`);
-const engine = (before + after) / 2;
-const endToEnd = result.event.images / (result.elapsedMs / 1000);
-const summary = {
-  date: new Date().toISOString(),
-  machine: `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), shared VM; Kafka and s3proxy on the same machine`,
-  settings: { rows: ROWS, workers: WORKERS, batch: BATCH, intraOpThreads: THREADS, ...modelSettings },
-  job: {
-    images: result.event.images,
-    rows: result.event.rows,
-    errors: result.event.errors,
-    seconds: result.elapsedMs / 1000,
-    wallSeconds: wall,
-  },
-  engineImagesPerSecond: { before, after, mean: engine },
-  endToEndImagesPerSecond: endToEnd,
-  ratio: endToEnd / engine,
+interface Service {
+  name: string;
+  child: ChildProcess;
+  port: number;
+  log: string;
+}
+
+function startService(name: string, args: string[], port: number, env: Record<string, string>): Service {
+  const log = path.join(dir, `${name}.log`);
+  const out = fs.openSync(log, 'w');
+  const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile, name)}`] : [];
+  const child = spawn(process.execPath, [...profile, path.join(PACKAGE_ROOT, 'bin', 't2i.js'), ...args, '--http-port', String(port)], {
+    env: {
+      ...process.env,
+      T2I_MODEL: MODEL,
+      T2I_INTRA_OP_THREADS: String(THREADS),
+      T2I_LOG_LEVEL: 'warn',
+      T2I_PARENT_PID: String(process.pid),
+      ...env,
+    },
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  return { name, child, port, log };
+}
+
+async function waitReady(service: Service): Promise<void> {
+  for (;;) {
+    if (service.child.exitCode !== null) throw new Error(`${service.name} exited; see ${service.log}`);
+    try {
+      const response = await fetch(`http://127.0.0.1:${service.port}/readyz`);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+// ---------------------------------------------------------------- completion events
+
+const codec = new AvroCodec();
+const kafka = new Kafka({ brokers: [...config.kafka.brokers], logLevel: logLevel.NOTHING });
+const completions = new Map<string, { resolve: (at: { event: JobEvent; at: number }) => void; promise: Promise<{ event: JobEvent; at: number }> }>();
+function completion(jobId: string) {
+  let entry = completions.get(jobId);
+  if (!entry) {
+    let resolve: (at: { event: JobEvent; at: number }) => void = () => {};
+    const promise = new Promise<{ event: JobEvent; at: number }>((r) => (resolve = r));
+    entry = { resolve, promise };
+    completions.set(jobId, entry);
+  }
+  return entry;
+}
+
+async function watchEvents(): Promise<() => Promise<void>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topics.jobs);
+  await admin.disconnect();
+  const consumer = kafka.consumer({ groupId: `t2i-bench-e2e-${process.pid}`, maxWaitTimeInMs: 50 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: topics.jobs, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const at = performance.now();
+      const event = codec.decode('JobEvent', message.value, headersToStrings(message.headers));
+      if (event.type === 'completed') completion(event.jobId).resolve({ event, at });
+      if (event.type === 'failed') throw new Error(`job ${event.jobId} failed: ${event.message ?? ''}`);
+    },
+  });
+  for (const p of ends) consumer.seek({ topic: topics.jobs, partition: p.partition, offset: p.high });
+  return () => consumer.disconnect();
+}
+
+// ---------------------------------------------------------------- one job
+
+function writeInput(rows: number, tag: string): string {
+  const file = path.join(dir, `${tag}.jsonl`);
+  const lines: string[] = [];
+  for (let i = 0; i < rows; i++)
+    lines.push(JSON.stringify({ id: i, conversations: [{ role: 'user', content: `a photo of object number ${i} on a table, studio light` }] }));
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+interface JobRun {
+  jobId: string;
+  images: number;
+  /** From spawning `t2i produce` to the completed event. */
+  totalMs: number;
+  /** From `t2i produce` returning to the completed event. */
+  afterProduceMs: number;
+  producerCpuMs: number | undefined;
+}
+
+async function runJob(rows: number, tag: string): Promise<JobRun> {
+  const input = writeInput(rows, tag);
+  const jobId = `bench-e2e-${tag}-${Date.now().toString(36)}`;
+  const done = completion(jobId).promise;
+  const started = performance.now();
+  const t2i = path.join(PACKAGE_ROOT, 'bin', 't2i.js');
+  const { stderr } = await execFileAsync(
+    'bash',
+    [
+      '-c',
+      `"$0" "$1" produce "$2" --job "$3" --width "$4" --height "$5" --steps "$6" --json --no-progress >/dev/null; rc=$?; times >&2; exit $rc`,
+      process.execPath,
+      t2i,
+      input,
+      jobId,
+      String(WIDTH),
+      String(HEIGHT),
+      String(STEPS),
+    ],
+    { env: { ...process.env, T2I_LOG_LEVEL: 'warn' }, maxBuffer: 16 * 1024 * 1024 },
+  );
+  const produced = performance.now();
+  const { event, at } = await done;
+  fs.rmSync(input, { force: true });
+  if (event.type !== 'completed' || (event.images ?? 0) !== rows) throw new Error(`job ${jobId}: ${JSON.stringify(event)}`);
+  return { jobId, images: rows, totalMs: at - started, afterProduceMs: at - produced, producerCpuMs: parseBashTimes(stderr) };
+}
+
+// ---------------------------------------------------------------- the run
+
+const stack = await stackStatus(stackOptionsFromEnv(process.env));
+const stackPids = Object.fromEntries(stack.filter((p) => p.pid !== undefined).map((p) => [p.part, p.pid!]));
+if (!stack.every((p) => p.answering)) throw new Error('the local stack is not up: run `npx t2i stack up` first');
+
+say(`engine alone (${modelName || path.basename(MODEL)}, ${WIDTH}x${HEIGHT}, ${STEPS} steps, batch ${BATCH}, ${THREADS} thread(s))…`);
+const before = await engineAlone(ENGINE_IMAGES);
+say(`  ${before.rate.toFixed(1)} images/s, ${before.cpuMsPerImage.toFixed(2)} CPU-ms/image`);
+
+const stopEvents = await watchEvents();
+const services: Service[] = [
+  startService('sink', ['sink'], 19_381, {
+    T2I_SINK_FLUSH_INTERVAL_MS: '1000',
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=192`.trim(),
+  }),
+];
+for (let i = 0; i < WORKERS; i++)
+  services.push(startService(`worker-${i + 1}`, ['worker', '--max-batch', String(BATCH)], 19_382 + i, { T2I_WORKER_ID: `bench-${i + 1}` }));
+let result: unknown;
+try {
+  await Promise.all(services.map(waitReady));
+  say('services ready; warm-up job…');
+  await runJob(2 * BATCH, 'warmup');
+
+  say(`small jobs (${SMALL_JOBS} × 8 rows)…`);
+  const small: JobRun[] = [];
+  for (let i = 0; i < SMALL_JOBS; i++) small.push(await runJob(8, `small${i}`));
+
+  say(`stream: ${ROWS} rows…`);
+  const pids: Record<string, number> = { ...stackPids };
+  for (const s of services) pids[s.name] = s.child.pid!;
+  const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuMs(pid) ?? NaN]));
+  const big = await runJob(ROWS, 'stream');
+  const cpuAfter = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuMs(pid) ?? NaN]));
+  const streamRate = big.images / (big.totalMs / 1000);
+
+  say('engine alone again…');
+  const after = await engineAlone(ENGINE_IMAGES);
+  say(`  ${after.rate.toFixed(1)} images/s`);
+  const engineRate = (before.rate + after.rate) / 2;
+  const engineCpu = (before.cpuMsPerImage + after.cpuMsPerImage) / 2;
+
+  const perImage = (name: string) => (cpuAfter[name]! - cpuBefore[name]!) / big.images;
+  const workerCpu = services.filter((s) => s.name.startsWith('worker')).reduce((sum, s) => sum + perImage(s.name), 0);
+  const cpu: Record<string, number> = {
+    'worker (outside the engine)': workerCpu - engineCpu,
+    sink: perImage('sink'),
+    producer: (big.producerCpuMs ?? NaN) / big.images,
+    kafka: perImage('kafka'),
+    s3proxy: perImage('s3proxy'),
+  };
+  const outside = Object.values(cpu).reduce((a, b) => a + b, 0);
+  const latencies = small.map((j) => j.afterProduceMs);
+  result = {
+    date: new Date().toISOString(),
+    machine: `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), shared VM; Kafka and s3proxy on the same machine`,
+    settings: { model: modelName, size: `${WIDTH}x${HEIGHT}`, steps: STEPS, trueCfgScale, rows: ROWS, workers: WORKERS, batch: BATCH, intraOpThreads: THREADS },
+    engine: { before, after, imagesPerSecond: engineRate, cpuMsPerImage: engineCpu },
+    stream: { images: big.images, seconds: big.totalMs / 1000, imagesPerSecond: streamRate, ratioToEngine: streamRate / engineRate },
+    cpuMsPerImage: { engine: engineCpu, ...cpu, 'all outside the engine': outside },
+    smallJobs: {
+      rows: 8,
+      afterProduceMs: latencies,
+      medianAfterProduceMs: median(latencies),
+      medianTotalMs: median(small.map((j) => j.totalMs)),
+      inferenceMsFor8: (8 / BATCH) * ((before.msPerBatch + after.msPerBatch) / 2),
+    },
+  };
+} finally {
+  for (const s of services) s.child.kill('SIGTERM');
+  await Promise.all(services.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
+  await stopEvents();
+}
+
+fs.mkdirSync(path.dirname(values.out!), { recursive: true });
+fs.writeFileSync(values.out!, `${JSON.stringify(result, null, 2)}\n`);
+const r = result as {
+  engine: { imagesPerSecond: number };
+  stream: { imagesPerSecond: number; ratioToEngine: number; seconds: number };
+  cpuMsPerImage: Record<string, number>;
+  smallJobs: { medianAfterProduceMs: number; medianTotalMs: number; inferenceMsFor8: number };
 };
-fs.mkdirSync(path.join(PACKAGE_ROOT, 'bench', 'results'), { recursive: true });
-fs.writeFileSync(path.join(PACKAGE_ROOT, 'bench', 'results', 'e2e.json'), `${JSON.stringify(summary, null, 2)}\n`);
-fs.rmSync(input, { force: true });
 process.stdout.write(
-  `| rows | images | job seconds | end-to-end images/s | engine images/s | ratio |\n|---|---|---|---|---|---|\n| ${ROWS} | ${result.event.images} | ${(result.elapsedMs / 1000).toFixed(1)} | ${endToEnd.toFixed(1)} | ${engine.toFixed(1)} | ${summary.ratio.toFixed(3)} |\n`,
+  [
+    `| rows | stream images/s | engine images/s | ratio |`,
+    `|---|---|---|---|`,
+    `| ${ROWS} | ${r.stream.imagesPerSecond.toFixed(1)} | ${r.engine.imagesPerSecond.toFixed(1)} | ${r.stream.ratioToEngine.toFixed(3)} |`,
+    '',
+    `| CPU-ms per image | ${Object.keys(r.cpuMsPerImage).join(' | ')} |`,
+    `|---|${Object.keys(r.cpuMsPerImage).map(() => '---').join('|')}|`,
+    `| | ${Object.values(r.cpuMsPerImage).map((v) => v.toFixed(2)).join(' | ')} |`,
+    '',
+    `8-row job on warm services: ${r.smallJobs.medianAfterProduceMs.toFixed(0)} ms from \`t2i produce\` returning to completed (median; ${r.smallJobs.medianTotalMs.toFixed(0)} ms from its start), of which inference ≈ ${r.smallJobs.inferenceMsFor8.toFixed(0)} ms`,
+    '',
+  ].join('\n'),
 );

@@ -16,6 +16,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Config } from './config.ts';
 import { T2iError } from './errors.ts';
+import { LeanPut } from './s3-put.ts';
 
 export interface ObjectInfo {
   key: string;
@@ -41,24 +42,25 @@ export class ObjectStore {
   readonly client: S3Client;
   readonly bucket: string;
   private batchDelete = true;
+  /** PutObject of in-memory bodies off the SDK's middleware stack (a configured endpoint only; see s3-put.ts). */
+  private readonly leanPut: LeanPut | undefined;
 
   constructor(
     private readonly config: S3Config,
     client?: S3Client,
   ) {
     this.bucket = config.bucket;
-    const options: S3ClientConfig = {
-      region: config.region,
-      forcePathStyle: config.forcePathStyle,
-      ...(config.accessKeyId !== undefined && config.secretAccessKey !== undefined
-        ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } }
-        : {}),
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 3,
-      ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    };
-    this.client = client ?? new S3Client(options);
+    this.client = client ?? new S3Client(s3ClientConfig(config));
+    this.leanPut =
+      config.endpoint && !client
+        ? new LeanPut({
+            endpoint: config.endpoint,
+            region: config.region,
+            bucket: config.bucket,
+            forcePathStyle: config.forcePathStyle,
+            credentials: this.client.config.credentials,
+          })
+        : undefined;
   }
 
   /** The URI written into output rows: s3://bucket/key, or <public base>/<key>. */
@@ -89,6 +91,7 @@ export class ObjectStore {
     metadata?: Record<string, string>,
   ): Promise<void> {
     try {
+      if (this.leanPut) return await this.leanPut.put(key, typeof body === 'string' ? Buffer.from(body) : body, contentType, metadata);
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -264,6 +267,7 @@ export class ObjectStore {
   }
 
   close(): void {
+    this.leanPut?.close();
     this.client.destroy();
   }
 
@@ -282,6 +286,24 @@ export class ObjectStore {
       },
     );
   }
+}
+
+/**
+ * The S3Client options every S3-compatible server accepts: path-style addressing for custom endpoints
+ * and checksums only when required (the SDK's default CRC32 trailers are stored or rejected by some servers).
+ */
+export function s3ClientConfig(config: S3Config): S3ClientConfig {
+  return {
+    region: config.region,
+    forcePathStyle: config.forcePathStyle,
+    ...(config.accessKeyId !== undefined && config.secretAccessKey !== undefined
+      ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } }
+      : {}),
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 3,
+    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+  };
 }
 
 function isNotFound(error: unknown): boolean {

@@ -8,20 +8,24 @@ export type { Context, Span, Tracer };
 
 let started: { shutdown: () => Promise<void> } | undefined;
 let basicsRegistered = false;
+let propagatorRegistered = false;
 
 /**
- * Tracing setup for a process. The W3C trace-context propagator and an async context manager are always
- * registered, so trace context crosses Kafka headers even with no exporter. The OpenTelemetry Node SDK
- * (exporters from the standard OTEL_* variables) starts only when an exporter is configured
- * (OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER other than "none"), so a laptop run exports nothing.
+ * Tracing setup for a process. The W3C trace-context propagator is always registered, so trace context
+ * crosses Kafka headers even with no exporter (the services pass each message's context explicitly).
+ * The OpenTelemetry Node SDK (exporters from the standard OTEL_* variables) and an async context
+ * manager start only when an exporter is configured (OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_TRACES_EXPORTER
+ * other than "none"), so a laptop run exports nothing and pays nothing for it: on Node 20 an
+ * AsyncLocalStorage context manager installs promise hooks that cost every promise of the process
+ * (bench/e2e: about 0.5 CPU-ms per image in the worker).
  */
 export async function initTelemetry(serviceName: string, env: Env = process.env): Promise<{ shutdown: () => Promise<void> }> {
-  registerTelemetryBasics();
-  const exporter = env.OTEL_TRACES_EXPORTER;
   const wanted =
-    (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (exporter && exporter !== 'none')) &&
+    (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_TRACES_EXPORTER ?? 'none') !== 'none') &&
     env.OTEL_SDK_DISABLED !== 'true';
+  registerPropagator();
   if (!wanted || started) return started ?? { shutdown: async () => {} };
+  registerTelemetryBasics();
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   const sdk = new NodeSDK({ serviceName });
   sdk.start();
@@ -29,11 +33,17 @@ export async function initTelemetry(serviceName: string, env: Env = process.env)
   return started;
 }
 
-/** Registers the propagator and context manager once (idempotent; also used by tests). */
+function registerPropagator(): void {
+  if (propagatorRegistered) return;
+  propagatorRegistered = true;
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+}
+
+/** Registers the propagator and an async context manager once (idempotent; also used by tests that record spans). */
 export function registerTelemetryBasics(): void {
+  registerPropagator();
   if (basicsRegistered) return;
   basicsRegistered = true;
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   const manager = new AsyncLocalStorageContextManager();
   manager.enable();
   context.setGlobalContextManager(manager);
