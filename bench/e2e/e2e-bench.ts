@@ -86,7 +86,13 @@ async function engineAlone(images: number): Promise<{ rate: number; cpuMsPerImag
   await engine.load();
   modelName = engine.info.model;
   trueCfgScale = engine.info.defaults.trueCfgScale;
-  const request = (i: number) => ({ prompt: `a photo of object number ${i} on a table, studio light`, seed: i, width: WIDTH, height: HEIGHT, steps: STEPS });
+  const request = (i: number) => ({
+    prompt: `a photo of object number ${i} on a table, studio light`,
+    seed: i,
+    width: WIDTH,
+    height: HEIGHT,
+    steps: STEPS,
+  });
   await engine.generate(Array.from({ length: BATCH }, (_, i) => request(i)));
   const cpu = process.cpuUsage();
   const start = performance.now();
@@ -139,11 +145,27 @@ async function waitReady(service: Service): Promise<void> {
   }
 }
 
+/** Sums of the worker metrics that say where the engine's time went (its own pacing, not a guess). */
+async function engineAccount(workers: Service[]): Promise<{ inference: number; starved: number; blocked: number }> {
+  const total = { inference: 0, starved: 0, blocked: 0 };
+  for (const w of workers) {
+    const text = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
+    const read = (name: string) => Number(new RegExp(`^${name}(?:{[^}]*})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+    total.inference += read('t2i_worker_inference_seconds_sum');
+    total.starved += read('t2i_worker_engine_starved_seconds_total');
+    total.blocked += read('t2i_worker_engine_blocked_seconds_total');
+  }
+  return total;
+}
+
 // ---------------------------------------------------------------- completion events
 
 const codec = new AvroCodec();
 const kafka = new Kafka({ brokers: [...config.kafka.brokers], logLevel: logLevel.NOTHING });
-const completions = new Map<string, { resolve: (at: { event: JobEvent; at: number }) => void; promise: Promise<{ event: JobEvent; at: number }> }>();
+const completions = new Map<
+  string,
+  { resolve: (at: { event: JobEvent; at: number }) => void; promise: Promise<{ event: JobEvent; at: number }> }
+>();
 function completion(jobId: string) {
   let entry = completions.get(jobId);
   if (!entry) {
@@ -181,7 +203,9 @@ function writeInput(rows: number, tag: string): string {
   const file = path.join(dir, `${tag}.jsonl`);
   const lines: string[] = [];
   for (let i = 0; i < rows; i++)
-    lines.push(JSON.stringify({ id: i, conversations: [{ role: 'user', content: `a photo of object number ${i} on a table, studio light` }] }));
+    lines.push(
+      JSON.stringify({ id: i, conversations: [{ role: 'user', content: `a photo of object number ${i} on a table, studio light` }] }),
+    );
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
   return file;
 }
@@ -256,9 +280,19 @@ try {
   say(`stream: ${ROWS} rows…`);
   const pids: Record<string, number> = { ...stackPids };
   for (const s of services) pids[s.name] = s.child.pid!;
+  const workers = services.filter((s) => s.name.startsWith('worker'));
+  const accountBefore = await engineAccount(workers);
   const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuMs(pid) ?? NaN]));
   const big = await runJob(ROWS, 'stream');
   const cpuAfter = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuMs(pid) ?? NaN]));
+  const accountAfter = await engineAccount(workers);
+  const seconds = big.totalMs / 1000;
+  // Per worker: the share of the job's time its engine was running, waiting for prompts, or waiting for upload slots.
+  const engineTime = {
+    inferenceShare: (accountAfter.inference - accountBefore.inference) / WORKERS / seconds,
+    starvedShare: (accountAfter.starved - accountBefore.starved) / WORKERS / seconds,
+    blockedShare: (accountAfter.blocked - accountBefore.blocked) / WORKERS / seconds,
+  };
   const streamRate = big.images / (big.totalMs / 1000);
 
   say('engine alone again…');
@@ -268,7 +302,7 @@ try {
   const engineCpu = (before.cpuMsPerImage + after.cpuMsPerImage) / 2;
 
   const perImage = (name: string) => (cpuAfter[name]! - cpuBefore[name]!) / big.images;
-  const workerCpu = services.filter((s) => s.name.startsWith('worker')).reduce((sum, s) => sum + perImage(s.name), 0);
+  const workerCpu = workers.reduce((sum, s) => sum + perImage(s.name), 0);
   const cpu: Record<string, number> = {
     'worker (outside the engine)': workerCpu - engineCpu,
     sink: perImage('sink'),
@@ -281,9 +315,24 @@ try {
   result = {
     date: new Date().toISOString(),
     machine: `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), shared VM; Kafka and s3proxy on the same machine`,
-    settings: { model: modelName, size: `${WIDTH}x${HEIGHT}`, steps: STEPS, trueCfgScale, rows: ROWS, workers: WORKERS, batch: BATCH, intraOpThreads: THREADS },
+    settings: {
+      model: modelName,
+      size: `${WIDTH}x${HEIGHT}`,
+      steps: STEPS,
+      trueCfgScale,
+      rows: ROWS,
+      workers: WORKERS,
+      batch: BATCH,
+      intraOpThreads: THREADS,
+    },
     engine: { before, after, imagesPerSecond: engineRate, cpuMsPerImage: engineCpu },
-    stream: { images: big.images, seconds: big.totalMs / 1000, imagesPerSecond: streamRate, ratioToEngine: streamRate / engineRate },
+    stream: {
+      images: big.images,
+      seconds,
+      imagesPerSecond: streamRate,
+      ratioToEngine: streamRate / engineRate,
+      workerEngineTime: engineTime,
+    },
     cpuMsPerImage: { engine: engineCpu, ...cpu, 'all outside the engine': outside },
     smallJobs: {
       rows: 8,
@@ -303,7 +352,7 @@ fs.mkdirSync(path.dirname(values.out!), { recursive: true });
 fs.writeFileSync(values.out!, `${JSON.stringify(result, null, 2)}\n`);
 const r = result as {
   engine: { imagesPerSecond: number };
-  stream: { imagesPerSecond: number; ratioToEngine: number; seconds: number };
+  stream: { imagesPerSecond: number; ratioToEngine: number; seconds: number; workerEngineTime: Record<string, number> };
   cpuMsPerImage: Record<string, number>;
   smallJobs: { medianAfterProduceMs: number; medianTotalMs: number; inferenceMsFor8: number };
 };
@@ -313,9 +362,17 @@ process.stdout.write(
     `|---|---|---|---|`,
     `| ${ROWS} | ${r.stream.imagesPerSecond.toFixed(1)} | ${r.engine.imagesPerSecond.toFixed(1)} | ${r.stream.ratioToEngine.toFixed(3)} |`,
     '',
+    `worker engine time: ${Object.entries(r.stream.workerEngineTime)
+      .map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`)
+      .join(', ')}`,
+    '',
     `| CPU-ms per image | ${Object.keys(r.cpuMsPerImage).join(' | ')} |`,
-    `|---|${Object.keys(r.cpuMsPerImage).map(() => '---').join('|')}|`,
-    `| | ${Object.values(r.cpuMsPerImage).map((v) => v.toFixed(2)).join(' | ')} |`,
+    `|---|${Object.keys(r.cpuMsPerImage)
+      .map(() => '---')
+      .join('|')}|`,
+    `| | ${Object.values(r.cpuMsPerImage)
+      .map((v) => v.toFixed(2))
+      .join(' | ')} |`,
     '',
     `8-row job on warm services: ${r.smallJobs.medianAfterProduceMs.toFixed(0)} ms from \`t2i produce\` returning to completed (median; ${r.smallJobs.medianTotalMs.toFixed(0)} ms from its start), of which inference ≈ ${r.smallJobs.inferenceMsFor8.toFixed(0)} ms`,
     '',

@@ -93,10 +93,28 @@ export class LeanPut {
     const path = `${prefix}${pathStyle ? `/${this.options.bucket}` : ''}/${encodeKey(key)}`;
     const headers: Record<string, string> = { host, 'content-type': contentType, 'content-length': String(body.byteLength) };
     for (const [name, value] of Object.entries(metadata ?? {})) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
-    const signed = await this.signer.sign({ method: 'PUT', protocol: this.base.protocol, hostname, port: Number(this.base.port) || undefined, path, headers, body, query: {} });
+    const signed = await this.signer.sign({
+      method: 'PUT',
+      protocol: this.base.protocol,
+      hostname,
+      port: Number(this.base.port) || undefined,
+      path,
+      headers,
+      body,
+      query: {},
+    });
     await new Promise<void>((resolve, reject) => {
       const request = this.transport.request(
-        { agent: this.agent, method: 'PUT', protocol: this.base.protocol, hostname: this.base.hostname, port: this.base.port || undefined, path, headers: signed.headers, timeout: this.timeoutMs },
+        {
+          agent: this.agent,
+          method: 'PUT',
+          protocol: this.base.protocol,
+          hostname: this.base.hostname,
+          port: this.base.port || undefined,
+          path,
+          headers: signed.headers,
+          timeout: this.timeoutMs,
+        },
         (response) => {
           const status = response.statusCode ?? 0;
           if (status >= 200 && status < 300) {
@@ -118,7 +136,11 @@ export class LeanPut {
       );
       request.on('timeout', () => request.destroy(new S3PutError('TimeoutError', `no response within ${this.timeoutMs} ms`)));
       request.on('error', (error) =>
-        reject(error instanceof S3PutError ? error : new S3PutError((error as NodeJS.ErrnoException).code ?? 'NetworkError', error.message, undefined, { cause: error })),
+        reject(
+          error instanceof S3PutError
+            ? error
+            : new S3PutError((error as NodeJS.ErrnoException).code ?? 'NetworkError', error.message, undefined, { cause: error }),
+        ),
       );
       request.end(body);
     });

@@ -33,10 +33,12 @@ test('the lean PUT stores exactly what the SDK stores: bytes, content type, meta
   assert.equal((await sdk.get('lean/text.jsonl'))?.toString(), '{"a":1}\n');
   // Nothing stored under a different key than the SDK would use: both listings hold the same keys.
   const listed = async (prefix: string) =>
-    (await store.listPage(prefix, { limit: 100 })).objects.map((o) => o.key.slice(prefix.length)).filter((k) => k !== 'text.jsonl').sort();
+    (await store.listPage(prefix, { limit: 100 })).objects
+      .map((o) => o.key.slice(prefix.length))
+      .filter((k) => k !== 'text.jsonl')
+      .sort();
   assert.deepEqual(await listed('lean/'), await listed('sdk/'));
   assert.ok((await listed('lean/')).includes(keys[1]!));
-
 });
 
 test('lean PUT errors are classified as the SDK path classifies them', async () => {

@@ -1,10 +1,14 @@
 /**
- * PNG output with generation metadata. sharp (libspng) encodes the pixels; it has no API for
- * arbitrary text chunks (keepMetadata/withMetadata only carry EXIF, ICC and XMP), so the metadata
- * goes into an iTXt chunk (UTF-8, uncompressed; tEXt would be Latin-1 and mangle prompts) that we
- * insert right after IHDR with its CRC. The same image and metadata always give the same bytes.
+ * PNG output with generation metadata: 8-bit RGB, filter type 0 on every row, one zlib stream (node:zlib)
+ * in one IDAT chunk, and the metadata in text chunks right after IHDR (an iTXt `t2i-stream` with JSON,
+ * and the AUTOMATIC1111-style `parameters`). This is what sharp (libspng) wrote with adaptive filtering
+ * off, without its per-call pipeline: a 64x48 image costs ~0.14 CPU-ms instead of ~0.8, a 1024x1024 one
+ * about the same (zlib's deflate is most of it either way). The same image and metadata always give the
+ * same bytes. Small images are deflated on the calling thread (cheaper than a thread-pool hop), large ones
+ * on the thread pool so the event loop stays free.
  */
-import sharp from 'sharp';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { isPng, readPngTextChunks } from '../../common/png-text.ts';
 import { EngineError } from './errors.ts';
 
@@ -53,19 +57,52 @@ export interface EncodePngOptions {
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
+/** CRC-32 (IEEE) tables for slicing-by-8: table k maps a byte k positions before the end of an 8-byte block. */
+const CRC_TABLES = (() => {
+  const tables = Array.from({ length: 8 }, () => new Uint32Array(256));
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
+    tables[0]![n] = c >>> 0;
   }
-  return table;
+  for (let n = 0; n < 256; n++) {
+    let c = tables[0]![n]!;
+    for (let k = 1; k < 8; k++) {
+      c = tables[0]![c & 0xff]! ^ (c >>> 8);
+      tables[k]![n] = c >>> 0;
+    }
+  }
+  return tables;
 })();
 
+/** CRC-32 as PNG and zlib use it (8 bytes per step: the IDAT of a large image is most of the cost). */
 export function crc32(bytes: Uint8Array): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+    Uint32Array,
+  ];
   let crc = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) crc = CRC_TABLE[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
+  let i = 0;
+  const end8 = bytes.length - (bytes.length % 8);
+  for (; i < end8; i += 8) {
+    const a = (crc ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24))) >>> 0;
+    crc =
+      t7[a & 0xff]! ^
+      t6[(a >>> 8) & 0xff]! ^
+      t5[(a >>> 16) & 0xff]! ^
+      t4[a >>> 24]! ^
+      t3[bytes[i + 4]!]! ^
+      t2[bytes[i + 5]!]! ^
+      t1[bytes[i + 6]!]! ^
+      t0[bytes[i + 7]!]!;
+  }
+  for (; i < bytes.length; i++) crc = t0[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }
 
@@ -111,24 +148,40 @@ export function a1111Parameters(metadata: ImageMetadata): string {
   return `${metadata.prompt}\n${settings.join(', ')}`;
 }
 
-/** Inserts chunks right after IHDR (the first chunk, always 25 bytes long after the signature). */
-function insertAfterHeader(png: Buffer, chunks: Buffer[]): Buffer {
-  const headerEnd = PNG_SIGNATURE.length + 8 + png.readUInt32BE(PNG_SIGNATURE.length) + 4;
-  return Buffer.concat([png.subarray(0, headerEnd), ...chunks, png.subarray(headerEnd)]);
+const deflate = promisify(zlib.deflate);
+/** Raw image data up to this size is deflated synchronously. */
+const SYNC_DEFLATE_BYTES = 64 * 1024;
+
+/** The scanlines as PNG wants them: each row of RGB bytes after a filter-type byte (0, none). */
+function scanlines(image: RgbImage): Buffer {
+  const stride = image.width * 3;
+  const raw = Buffer.alloc(image.height * (stride + 1));
+  const source = Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+  for (let y = 0; y < image.height; y++) source.copy(raw, y * (stride + 1) + 1, y * stride, (y + 1) * stride);
+  return raw;
 }
 
 export async function encodePng(image: RgbImage, metadata: ImageMetadata, options: EncodePngOptions = {}): Promise<Buffer> {
   if (image.data.length !== image.width * image.height * 3) {
     throw new EngineError('BAD_REQUEST', `image data has ${image.data.length} bytes, expected ${image.width}x${image.height}x3`);
   }
-  const pixels = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .png({ compressionLevel: options.compressionLevel ?? 6, adaptiveFiltering: false, palette: false })
-    .toBuffer();
+  const raw = scanlines(image);
+  const level = options.compressionLevel ?? 6;
+  const compressed = raw.length <= SYNC_DEFLATE_BYTES ? zlib.deflateSync(raw, { level }) : await deflate(raw, { level });
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(image.width, 0);
+  header.writeUInt32BE(image.height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // colour type: truecolour (RGB); compression, filter and interlace methods 0
   // Exactly these fields, in this order, whatever else the caller's object holds.
   const fields = imageMetadata(metadata.prompt, metadata);
-  return insertAfterHeader(pixels, [
+  return Buffer.concat([
+    PNG_SIGNATURE,
+    pngChunk('IHDR', header),
     iTxtChunk(METADATA_KEYWORD, JSON.stringify(fields)),
     textChunk(PARAMETERS_KEYWORD, a1111Parameters(fields)),
+    pngChunk('IDAT', compressed),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 

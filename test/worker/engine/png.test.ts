@@ -12,6 +12,19 @@ function image(): { width: number; height: number; data: Uint8Array } {
 describe('PNG encoding', () => {
   it('computes the standard CRC-32', () => {
     assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926);
+    // Every length around the 8-byte blocks, against the bit-by-bit definition.
+    const bitwise = (bytes: Uint8Array) => {
+      let c = 0xffffffff;
+      for (const byte of bytes) {
+        c ^= byte;
+        for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      }
+      return (c ^ 0xffffffff) >>> 0;
+    };
+    for (let length = 0; length < 40; length++) {
+      const bytes = Uint8Array.from({ length }, (_, i) => (i * 193 + length * 7) & 255);
+      assert.equal(crc32(bytes), bitwise(bytes), `length ${length}`);
+    }
   });
 
   it('round-trips the metadata text chunk, including non-Latin-1 prompts', async () => {
@@ -44,6 +57,21 @@ describe('PNG encoding', () => {
     assert.equal(info.height, 2);
     assert.equal(info.channels, 3);
     assert.deepEqual(new Uint8Array(data), image().data);
+  });
+
+  it('keeps the pixels of a large image too (deflated off the event loop)', async () => {
+    const width = 320;
+    const height = 240;
+    const data = Uint8Array.from(
+      { length: width * height * 3 },
+      (_, i) => ((i % 3) * 80 + Math.floor(i / (width * 3)) + ((i * 2654435761) >>> 29)) & 255,
+    );
+    const png = await encodePng({ width, height, data }, { ...META, width, height });
+    const decoded = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(decoded.info.width, width);
+    assert.equal(decoded.info.height, height);
+    assert.deepEqual(new Uint8Array(decoded.data), data);
+    assert.deepEqual(readPngMetadata(png), { ...META, width, height });
   });
 
   it('is byte-deterministic and changes with the metadata', async () => {
