@@ -182,7 +182,7 @@ async function watchEvents(): Promise<() => Promise<void>> {
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(topics.jobs);
   await admin.disconnect();
-  const consumer = kafka.consumer({ groupId: `t2i-bench-e2e-${process.pid}`, maxWaitTimeInMs: 50 });
+  const consumer = kafka.consumer({ groupId: `t2i-bench-e2e-${process.pid}`, maxWaitTimeInMs: 1000 });
   await consumer.connect();
   await consumer.subscribe({ topic: topics.jobs, fromBeginning: true });
   await consumer.run({
