@@ -23,9 +23,39 @@ function positive(name: string, value: string | undefined): number | undefined {
 const gib = (bytes: number) => (bytes < 1024 ** 3 ? `${(bytes / 1024 ** 2).toFixed(1)} MiB` : `${(bytes / 1024 ** 3).toFixed(1)} GiB`);
 const shape = (dims: (number | string)[]) => `[${dims.join(', ')}]`;
 
+interface TuneFlags {
+  provider?: string;
+  batch?: string;
+  threads?: string;
+  spinning?: string;
+  passes?: string;
+  json?: boolean;
+}
+
+/** --threads "1,2,default" → candidate thread counts (undefined: onnxruntime's choice). */
+export function parseThreadList(value: string): (number | undefined)[] {
+  return value.split(',').map((part) => {
+    const t = part.trim();
+    if (t === 'default') return undefined;
+    const n = Number(t);
+    if (!Number.isInteger(n) || n < 1 || n > 1024)
+      throw new T2iError('CONFIG_INVALID', `--threads: ${JSON.stringify(t)} is not a thread count (whole numbers from 1, or "default")`);
+    return n;
+  });
+}
+
+/** --spinning "off,on" → booleans. */
+export function parseSpinningList(value: string): boolean[] {
+  return value.split(',').map((part) => {
+    const t = part.trim();
+    if (t === 'on' || t === 'off') return t === 'on';
+    throw new T2iError('CONFIG_INVALID', `--spinning: ${JSON.stringify(t)} is not on or off`);
+  });
+}
+
 /** `t2i model check DIR`: the engine's preflight, as a report (no onnxruntime session is created). */
 export function registerModelCommands(program: Command): void {
-  const model = program.command('model').description('inspect model directories');
+  const model = program.command('model').description('inspect and tune model directories');
   model
     .command('check')
     .description(
@@ -102,6 +132,64 @@ export function registerModelCommands(program: Command): void {
         report.ok
           ? `ok (checked in ${Math.round(report.elapsedMs)} ms, no session opened)`
           : `NOT USABLE: ${report.issues.filter((i) => i.severity === 'error').length} problem(s) above`,
+      );
+      process.stdout.write(`${out.join('\n')}\n`);
+    });
+
+  model
+    .command('tune')
+    .description(
+      'measure images/s of a model on this machine for each onnxruntime thread setting and print the fastest as the environment to set',
+    )
+    .argument('[dir]', 'model directory (default: T2I_MODEL, else the bundled model)')
+    .option('--provider <name>', 'cpu | cuda | tensorrt (default T2I_EXECUTION_PROVIDER, else cpu)')
+    .option('--batch <n>', 'images per pass, as the worker will run them (default T2I_MAX_BATCH, else 4)')
+    .option(
+      '--threads <list>',
+      'intra-op thread counts to try, comma-separated; "default" is onnxruntime’s choice (default: 1, 2, 4 … up to the cores, and default)',
+    )
+    .option('--spinning <list>', 'idle-thread spinning to try: off, on or off,on (default off,on)')
+    .option('--passes <n>', 'timed passes per setting, after one warm-up pass (default 5)')
+    .option('--json', 'print the results as JSON')
+    .action(async (dir: string | undefined, flags: TuneFlags) => {
+      const provider = flags.provider ?? process.env.T2I_EXECUTION_PROVIDER ?? 'cpu';
+      if (!(PROVIDERS as readonly string[]).includes(provider)) {
+        throw new T2iError('CONFIG_INVALID', `--provider ${JSON.stringify(provider)}: expected one of ${PROVIDERS.join(', ')}`);
+      }
+      const { availableParallelism } = await import('node:os');
+      const cores = availableParallelism();
+      const defaultThreads = [1, 2, 4, 8, 16, 32, 64].filter((n) => n <= cores);
+      const threads = flags.threads ? parseThreadList(flags.threads) : [...defaultThreads, undefined];
+      const spinning = parseSpinningList(flags.spinning ?? 'off,on');
+      const batch = positive('batch', flags.batch ?? process.env.T2I_MAX_BATCH) ?? 4;
+      const passes = positive('passes', flags.passes) ?? 5;
+      const candidates = threads.flatMap((t) => spinning.map((s) => ({ threads: t, spinning: s })));
+      const directory = dir ?? process.env.T2I_MODEL ?? DEFAULT_MODEL_DIR;
+      const label = (t: number | undefined, s: boolean) => `threads ${t ?? 'default'}, spinning ${s ? 'on' : 'off'}`;
+      process.stderr.write(`tuning ${directory} on ${provider}: ${candidates.length} settings, batch ${batch}, ${passes} passes each\n`);
+      const { tuneThreads } = await import('../worker/engine/tune.ts');
+      const { results, best } = await tuneThreads({
+        modelDirectory: directory,
+        provider: provider as (typeof PROVIDERS)[number],
+        batch,
+        passes,
+        candidates,
+        onResult: (r, i, n) =>
+          process.stderr.write(`  [${i + 1}/${n}] ${label(r.threads, r.spinning)}: ${r.imagesPerSecond.toFixed(1)} images/s\n`),
+      });
+      const env = `T2I_INTRA_OP_THREADS=${best.threads ?? 0} T2I_INTRA_OP_SPINNING=${best.spinning}`;
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify({ directory, provider, batch, passes, cores, results, best, env }, null, 2)}\n`);
+        return;
+      }
+      const out = ['| threads | spinning | images/s | ms per batch |', '|---|---|---|---|'];
+      for (const r of results)
+        out.push(
+          `| ${r.threads ?? 'default'} | ${r.spinning ? 'on' : 'off'} | ${r.imagesPerSecond.toFixed(1)} | ${r.msPerBatch.toFixed(1)} |`,
+        );
+      out.push('', `fastest: ${label(best.threads, best.spinning)}. Set: ${env}`);
+      out.push(
+        '(measured with nothing else running: a worker that shares the machine with Kafka, S3 or other workers may want fewer threads)',
       );
       process.stdout.write(`${out.join('\n')}\n`);
     });

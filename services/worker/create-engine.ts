@@ -14,6 +14,7 @@ export function createEngine(model: ModelConfig, logger: Logger, options: { maxB
     tensorrtFp16: model.tensorrtFp16,
     ...(model.tensorrtCacheDir !== undefined ? { tensorrtCacheDirectory: model.tensorrtCacheDir } : {}),
     ...(model.intraOpThreads > 0 ? { intraOpNumThreads: model.intraOpThreads } : {}),
+    intraOpSpinning: model.intraOpSpinning,
     ...(options.maxBatch !== undefined ? { maxBatchSize: Math.max(8, options.maxBatch), preferredBatchSize: options.maxBatch } : {}),
     logger,
   });

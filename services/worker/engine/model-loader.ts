@@ -45,6 +45,7 @@ export async function loadFluxModel(options: ResolvedPipelineOptions): Promise<L
     allowCpuFallback: options.allowCpuFallback,
     graphOptimizationLevel: options.graphOptimizationLevel,
     intraOpNumThreads: options.intraOpNumThreads,
+    intraOpSpinning: options.intraOpSpinning,
     deviceId: options.deviceId,
     tensorrtFp16: options.tensorrtFp16,
     tensorrtCacheDirectory: options.tensorrtCacheDirectory,

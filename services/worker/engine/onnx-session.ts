@@ -16,6 +16,8 @@ export interface SessionSettings {
   graphOptimizationLevel: GraphOptimizationLevel;
   /** undefined lets onnxruntime pick (one thread per physical core). */
   intraOpNumThreads: number | undefined;
+  /** Idle intra-op threads busy-wait (onnxruntime's session.intra_op.allow_spinning). Default false. */
+  intraOpSpinning?: boolean;
   /** GPU ordinal for cuda/tensorrt. */
   deviceId: number;
   /** TensorRT: fp16 engines (default true) and the engine cache folder. */
@@ -101,18 +103,25 @@ function specsOf(metadata: readonly InferenceSession.ValueMetadata[], file: stri
   return specs;
 }
 
+/** The session options every component gets (the provider comes on top). */
+export function baseSessionOptions(settings: SessionSettings): InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: settings.graphOptimizationLevel,
+    ...(settings.intraOpNumThreads !== undefined ? { intraOpNumThreads: settings.intraOpNumThreads } : {}),
+    // 3 = error: keeps onnxruntime's per-node warnings out of the worker's logs.
+    logSeverityLevel: 3,
+    extra: { session: { intra_op: { allow_spinning: settings.intraOpSpinning === true ? '1' : '0' } } },
+  };
+}
+
 export async function openModelSession(file: string, settings: SessionSettings): Promise<ModelSession> {
   try {
     await access(file);
   } catch (error) {
     throw new EngineError('MODEL_NOT_FOUND', `${file}: model file not found`, { cause: error });
   }
-  const baseOptions: InferenceSession.SessionOptions = {
-    graphOptimizationLevel: settings.graphOptimizationLevel,
-    ...(settings.intraOpNumThreads !== undefined ? { intraOpNumThreads: settings.intraOpNumThreads } : {}),
-    // 3 = error: keeps onnxruntime's per-node warnings out of the worker's logs.
-    logSeverityLevel: 3,
-  };
+  const baseOptions = baseSessionOptions(settings);
+
   let provider = settings.provider;
   let session: InferenceSession;
   applyTensorrtEnvironment(settings);
