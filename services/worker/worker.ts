@@ -1,4 +1,4 @@
-import { SpanKind, context as otelContext, trace, type Context, type Span } from '@opentelemetry/api';
+import { SpanKind, context as otelContext, trace, type Context } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -7,18 +7,16 @@ import { describeError } from '../common/errors.ts';
 import { headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
 import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
-import { MessageProducer, type OutgoingMessage } from '../common/message-producer.ts';
-import { type ImageResult, type PromptRequest } from '../common/messages.ts';
+import { MessageProducer } from '../common/message-producer.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-import { retry } from '../common/retry.ts';
 import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer } from '../common/telemetry.ts';
 import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
-import { encodePng, imageMetadata, type GenerateRequest, type ImageEngine } from './engine/index.ts';
+import type { GenerateRequest, ImageEngine } from './engine/index.ts';
 import { MicroBatcher } from './micro-batcher.ts';
+import { createPublisher, type WorkItem } from './publish.ts';
 import type { WorkerOptions } from './options.ts';
 import { Semaphore } from './semaphore.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './worker-metrics.ts';
-import { imageKey } from '../common/bucket-layout.ts';
 
 export interface WorkerDependencies {
   config: Config;
@@ -29,17 +27,6 @@ export interface WorkerDependencies {
   codec: AvroCodec;
   logger: Logger;
   registry: Registry;
-}
-
-/** One prompt on its way through the worker. */
-interface WorkItem {
-  request: PromptRequest;
-  generate: GenerateRequest;
-  shapeKey: string;
-  span: Span;
-  fetchedAt: number;
-  /** true: the outcome is durable (offset may be committed); false: abandoned (the worker stopped on a fatal error). */
-  resolve: (durable: boolean) => void;
 }
 
 export interface Worker {
@@ -58,17 +45,6 @@ const isRebalance = (error: unknown) =>
   /REBALANCE_IN_PROGRESS|NOT_COORDINATOR|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|rebalancing/i.test(
     `${(error as { type?: string }).type ?? ''} ${(error as Error).message}`,
   );
-
-/** The broker refused a produce request for its size (MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE), anywhere in the cause chain. */
-export function isTooLarge(error: unknown): boolean {
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
-    const type = (current as { type?: unknown }).type;
-    if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
-}
 
 /**
  * The GPU consumer. Prompts flow: Kafka fetch → admission (bounded in-flight) → micro-batcher (same
@@ -98,6 +74,17 @@ export function createWorker(deps: WorkerDependencies): Worker {
   let rejectDone: (error: unknown) => void = () => {};
   const done = new Promise<void>((_, reject) => (rejectDone = reject));
   done.catch(() => {});
+
+  const publish = createPublisher({
+    producer,
+    store,
+    topics,
+    options,
+    metrics,
+    logger,
+    onTransient: (target) => onTransient(target),
+    settle: (item, durable) => settle(item, durable),
+  });
 
   const onTransient = (target: string) => (error: unknown, attempt: number, delayMs: number) => {
     metrics.transientRetries.inc({ target });
@@ -316,166 +303,6 @@ export function createWorker(deps: WorkerDependencies): Worker {
           batchSpan.end();
           postSlots.release();
         });
-    }
-  }
-
-  /** Encode, upload, publish: retried with backoff on transient S3/Kafka failures, never dead-lettered for them. */
-  async function publish(items: WorkItem[], outcomes: ItemOutcome[], engineMs: number): Promise<void> {
-    const results: { item: WorkItem; message: OutgoingMessage<'ImageResult'> }[] = [];
-    const letters: { item: WorkItem; message: OutgoingMessage<'DeadLetter'> }[] = [];
-    await Promise.all(
-      items.map(async (item, index) => {
-        const outcome = outcomes[index];
-        const r = item.request;
-        const ctx = trace.setSpan(otelContext.active(), item.span);
-        if (!outcome || !outcome.ok) {
-          letters.push({
-            item,
-            message: {
-              key: `${r.jobId}/${r.row}`,
-              traceContext: ctx,
-              value: {
-                jobId: r.jobId,
-                row: r.row,
-                promptIndex: r.promptIndex,
-                promptCount: r.promptCount,
-                stage: 'engine',
-                error: outcome && !outcome.ok ? outcome.error : 'no result from the engine',
-                raw: null,
-                prompt: r.prompt,
-                rowJson: r.rowJson,
-                attempts: outcome && !outcome.ok ? outcome.attempts : 0,
-                createdAt: Date.now(),
-              },
-            },
-          });
-          return;
-        }
-        const image = outcome.image;
-        const key = imageKey(r.jobId, r.row, r.promptIndex);
-        const encodeStart = performance.now();
-        const png = await otelContext.with(ctx, () =>
-          tracer().startActiveSpan('worker.encode', async (span) => {
-            try {
-              return await encodePng(image, imageMetadata(r.prompt, image), { compressionLevel: options.pngCompression });
-            } finally {
-              span.end();
-            }
-          }),
-        );
-        metrics.encodeSeconds.observe((performance.now() - encodeStart) / 1000);
-        const uploadStart = performance.now();
-        await otelContext.with(ctx, () =>
-          tracer().startActiveSpan('worker.upload', async (span) => {
-            try {
-              await retry(() => store.put(key, png, 'image/png'), { onRetry: onTransient('s3') });
-            } finally {
-              span.end();
-            }
-          }),
-        );
-        metrics.uploadSeconds.observe((performance.now() - uploadStart) / 1000);
-        const value: ImageResult = {
-          jobId: r.jobId,
-          row: r.row,
-          promptIndex: r.promptIndex,
-          promptCount: r.promptCount,
-          prompt: r.prompt,
-          uri: store.uri(key),
-          key,
-          seed: image.seed,
-          width: image.width,
-          height: image.height,
-          steps: image.steps,
-          guidance: image.guidance,
-          model: image.model,
-          rowJson: r.rowJson,
-          worker: options.workerId,
-          inferenceMs: engineMs / items.length,
-          createdAt: Date.now(),
-          truncation: image.truncation ? JSON.stringify(image.truncation) : null,
-        };
-        results.push({ item, message: { key: `${r.jobId}/${r.row}`, value, traceContext: ctx } });
-      }),
-    );
-    const publishStart = performance.now();
-    const oversized = new Set<(typeof results)[number]>();
-    // Every result carries its row's rowJson, so a micro-batch of big rows can exceed the broker's
-    // limit: the send splits until each part fits, and a result that alone is over the limit becomes a
-    // dead letter for its item (it fails, the job completes) instead of stalling the partition.
-    await sendSplitting(
-      topics.results,
-      'ImageResult',
-      results,
-      (x) => x.message,
-      (x, error) => {
-        const r = x.item.request;
-        oversized.add(x);
-        metrics.oversizedResults.inc();
-        letters.push({
-          item: x.item,
-          message: {
-            key: x.message.key,
-            traceContext: x.message.traceContext,
-            value: {
-              jobId: r.jobId,
-              row: r.row,
-              promptIndex: r.promptIndex,
-              promptCount: r.promptCount,
-              stage: 'publish',
-              error: `the image result is larger than the broker accepts on ${topics.results} (${describeError(error)}); the image was uploaded to ${x.message.value.uri}. Fix: raise max.message.bytes of that topic or make the row smaller`,
-              raw: null,
-              prompt: r.prompt,
-              rowJson: r.rowJson,
-              attempts: 1,
-              createdAt: Date.now(),
-            },
-          },
-        });
-      },
-    );
-    await retry(
-      () =>
-        producer.send(
-          topics.errors,
-          'DeadLetter',
-          letters.map((x) => x.message),
-        ),
-      { onRetry: onTransient('kafka') },
-    );
-    metrics.publishSeconds.observe((performance.now() - publishStart) / 1000);
-    const published = results.filter((x) => !oversized.has(x));
-    metrics.images.inc(published.length);
-    metrics.deadLetters.inc(letters.length);
-    const now = performance.now();
-    for (const { item } of published) metrics.addedLatency.observe(Math.max(0, now - item.fetchedAt - engineMs) / 1000);
-    for (const { item } of letters)
-      logger.warn({ jobId: item.request.jobId, row: item.request.row, promptIndex: item.request.promptIndex }, 'prompt dead-lettered');
-    for (const { item } of [...published, ...letters]) settle(item, true);
-  }
-
-  /**
-   * Sends `entries` (retrying transient faults). When the broker refuses a send as too large, it is
-   * split in halves and retried; an entry that alone is too large goes to `onTooLarge`. Any other
-   * non-retriable error propagates.
-   */
-  async function sendSplitting<N extends 'ImageResult' | 'DeadLetter', T>(
-    topic: string,
-    name: N,
-    entries: T[],
-    message: (entry: T) => OutgoingMessage<N>,
-    onTooLarge: (entry: T, error: unknown) => void,
-  ): Promise<void> {
-    if (entries.length === 0) return;
-    try {
-      await retry(() => producer.send(topic, name, entries.map(message)), { onRetry: onTransient('kafka') });
-    } catch (error) {
-      if (!isTooLarge(error)) throw error;
-      if (entries.length === 1) return onTooLarge(entries[0]!, error);
-      const half = Math.ceil(entries.length / 2);
-      logger.warn({ topic, size: entries.length }, `the broker refused a batch of ${entries.length} as too large: sending it in two parts`);
-      await sendSplitting(topic, name, entries.slice(0, half), message, onTooLarge);
-      await sendSplitting(topic, name, entries.slice(half), message, onTooLarge);
     }
   }
 
