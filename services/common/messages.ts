@@ -90,6 +90,23 @@ export function jobEvent(jobId: string, type: JobEvent['type'], fields: Partial<
   };
 }
 
+/** The dead letter of one prompt that will not become an image (the worker's engine or publish stage). */
+export function promptDeadLetter(request: PromptRequest, stage: ErrorStage | string, error: string, attempts: number): DeadLetter {
+  return {
+    jobId: request.jobId,
+    row: request.row,
+    promptIndex: request.promptIndex,
+    promptCount: request.promptCount,
+    stage,
+    error,
+    raw: null,
+    prompt: request.prompt,
+    rowJson: request.rowJson,
+    attempts,
+    createdAt: Date.now(),
+  };
+}
+
 /** Message key `<jobId>/<row>`: keeps a row's messages on one partition. */
 export function rowKey(jobId: string, row: number): string {
   return `${jobId}/${row}`;

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
 import type { MessageProducer, OutgoingMessage } from '../common/message-producer.ts';
-import type { ImageResult, PromptRequest } from '../common/messages.ts';
+import { promptDeadLetter, type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { tracer } from '../common/telemetry.ts';
@@ -71,19 +71,12 @@ export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcom
             message: {
               key: `${r.jobId}/${r.row}`,
               traceContext: ctx,
-              value: {
-                jobId: r.jobId,
-                row: r.row,
-                promptIndex: r.promptIndex,
-                promptCount: r.promptCount,
-                stage: 'engine',
-                error: outcome && !outcome.ok ? outcome.error : 'no result from the engine',
-                raw: null,
-                prompt: r.prompt,
-                rowJson: r.rowJson,
-                attempts: outcome && !outcome.ok ? outcome.attempts : 0,
-                createdAt: Date.now(),
-              },
+              value: promptDeadLetter(
+                r,
+                'engine',
+                outcome && !outcome.ok ? outcome.error : 'no result from the engine',
+                outcome && !outcome.ok ? outcome.attempts : 0,
+              ),
             },
           });
           return;
@@ -154,19 +147,12 @@ export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcom
           message: {
             key: x.message.key,
             traceContext: x.message.traceContext,
-            value: {
-              jobId: r.jobId,
-              row: r.row,
-              promptIndex: r.promptIndex,
-              promptCount: r.promptCount,
-              stage: 'publish',
-              error: `the image result is larger than the broker accepts on ${topics.results} (${describeError(error)}); the image was uploaded to ${x.message.value.uri}. Fix: raise max.message.bytes of that topic or make the row smaller`,
-              raw: null,
-              prompt: r.prompt,
-              rowJson: r.rowJson,
-              attempts: 1,
-              createdAt: Date.now(),
-            },
+            value: promptDeadLetter(
+              r,
+              'publish',
+              `the image result is larger than the broker accepts on ${topics.results} (${describeError(error)}); the image was uploaded to ${x.message.value.uri}. Fix: raise max.message.bytes of that topic or make the row smaller`,
+              1,
+            ),
           },
         });
       },
