@@ -7,18 +7,31 @@ set -eu
 app=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$app"
 
+# The images hold compiled JavaScript (services/**/*.js); a source checkout runs the TypeScript through tsx.
+fetch_model() {
+  if [ -f "$app/deploy/docker/fetch-model.js" ]; then
+    node "$app/deploy/docker/fetch-model.js" "$@"
+  else
+    node --import tsx "$app/deploy/docker/fetch-model.ts" "$@"
+  fi
+}
+
 if [ "${1:-}" = "fetch-model" ]; then
   shift
-  exec node --import tsx "$app/deploy/docker/fetch-model.ts" "$@"
+  fetch_model "$@"
+  exit $?
 fi
 
 case "${1:-}:${T2I_MODEL:-}" in
   worker:s3://* | generate:s3://*)
     cache="${T2I_MODEL_CACHE:-/tmp/t2i-model}"
-    node --import tsx "$app/deploy/docker/fetch-model.ts" "$T2I_MODEL" "$cache"
+    fetch_model "$T2I_MODEL" "$cache"
     T2I_MODEL="$cache"
     export T2I_MODEL
     ;;
 esac
 
+if [ -f "$app/services/cli/main.js" ]; then
+  exec node "$app/services/cli/main.js" "$@"
+fi
 exec node "$app/bin/t2i.js" "$@"

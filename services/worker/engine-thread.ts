@@ -32,7 +32,9 @@ export class EngineThread implements ImageEngine {
 
   constructor(options: Omit<FluxPipelineOptions, 'logger' | 'onStageTiming' | 'openSession'> & { logger?: FluxPipelineOptions['logger'] }) {
     const { logger, ...rest } = options;
-    this.worker = new Worker(new URL('./engine-thread-boot.mjs', import.meta.url), { workerData: rest });
+    // Compiled (the images): the thread runs the compiled main; from sources, a boot file loads it through tsx.
+    const entry = import.meta.url.endsWith('.js') ? './engine-thread-main.js' : './engine-thread-boot.mjs';
+    this.worker = new Worker(new URL(entry, import.meta.url), { workerData: rest });
     this.worker.on('message', (message: Reply | LogMessage) => {
       if ('kind' in message) {
         logger?.warn(message.details, message.message);

@@ -99,14 +99,27 @@ for (const file of ['Dockerfile', 'Dockerfile.gpu']) {
     assert.equal(new Set(names).size, names.length, 'stage names are unique');
     const deps = stages.find((s) => s.name === 'deps');
     assert.ok(deps, 'a deps stage');
-    assert.match(deps.base, /^node:20[.-]/, 'dependencies are installed with Node 20');
+    assert.match(deps.base, /^node:24-[a-z-]+@sha256:[0-9a-f]{64}$/, 'dependencies are installed with Node 24 LTS, pinned by digest');
     const install = all('RUN', deps)
       .map((r) => r.args)
       .join('\n');
     assert.match(install, /npm ci --omit=dev/);
-    // tsx runs the TypeScript at run time: --omit=dev must keep it.
-    assert.ok(packageJson.dependencies.tsx, 'tsx is a runtime dependency');
-    assert.equal(packageJson.devDependencies.tsx, undefined);
+    // Compiled JavaScript: a build stage runs tsc with tsconfig.build.json and deletes the TypeScript; the
+    // runtime takes services/ from it, never from the build context (test/deploy/compiled.test.ts runs that output).
+    const build = stages.find((s) => s.name === 'build');
+    assert.ok(build, 'a build stage');
+    const compile = all('RUN', build)
+      .map((r) => r.args)
+      .join('\n');
+    assert.match(compile, /tsc -p tsconfig\.build\.json/);
+    assert.match(compile, /-name '\*\.ts' -delete/);
+    assert.ok(packageJson.devDependencies.typescript, 'typescript is installed in the build stage (npm ci with dev packages)');
+    const copies = all('COPY').map((c) => c.args);
+    assert.ok(
+      copies.some((c) => /^--from=build \/app\/services \.\/services$/.test(c)),
+      'services/ comes compiled from the build stage',
+    );
+    assert.ok(!copies.some((c) => /^(\.\/)?services\b/.test(c) || /^bin\b/.test(c)), 'no TypeScript sources in the runtime stage');
     for (const copy of all('COPY')) {
       const from = /--from=(\S+)/.exec(copy.args)?.[1];
       if (from)
@@ -185,15 +198,15 @@ for (const file of ['Dockerfile', 'Dockerfile.gpu']) {
 
 test('Dockerfile: CPU image skips the CUDA download of onnxruntime-node', () => {
   const { stages } = parseDockerfile(fs.readFileSync(path.join(PACKAGE_ROOT, 'deploy', 'docker', 'Dockerfile'), 'utf8'));
-  assert.match((stages.at(-1) as Stage).base, /^node:20[.-]/);
+  assert.match((stages.at(-1) as Stage).base, /^node:24-[a-z-]+@sha256:[0-9a-f]{64}$/);
   const deps = stages.find((s) => s.name === 'deps') as Stage;
   assert.ok(deps.instructions.some((i) => i.keyword === 'ENV' && /ONNXRUNTIME_NODE_INSTALL=skip/.test(i.args)));
 });
 
-test('Dockerfile.gpu: CUDA 12 + cuDNN 9 runtime base, Node 20, onnxruntime-node CUDA providers installed explicitly', () => {
+test('Dockerfile.gpu: CUDA 12 + cuDNN 9 runtime base, Node 24, onnxruntime-node CUDA providers installed explicitly', () => {
   const { stages } = parseDockerfile(fs.readFileSync(path.join(PACKAGE_ROOT, 'deploy', 'docker', 'Dockerfile.gpu'), 'utf8'));
   const runtime = stages.at(-1) as Stage;
-  assert.match(runtime.base, /^nvidia\/cuda:12\.\d+(\.\d+)?-cudnn(9)?-runtime-ubuntu2[24]\.04$/);
+  assert.match(runtime.base, /^nvidia\/cuda:12\.\d+(\.\d+)?-cudnn(9)?-runtime-ubuntu2[24]\.04@sha256:[0-9a-f]{64}$/);
   // onnxruntime-node 1.2x/1.3x builds its CUDA provider against CUDA 12 and cuDNN 9.
   const ort = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as {
     version: string;
@@ -215,7 +228,7 @@ test('Dockerfile.gpu: CUDA 12 + cuDNN 9 runtime base, Node 20, onnxruntime-node 
     copies.some((c) => /--from=node \/usr\/local\/bin\/node /.test(c)),
     'Node from the official image',
   );
-  assert.ok(stages.some((s) => s.name === 'node' && /^node:20[.-]/.test(s.base)));
+  assert.ok(stages.some((s) => s.name === 'node' && /^node:24-[a-z-]+@sha256:[0-9a-f]{64}$/.test(s.base)));
   assert.ok(runtime.instructions.some((i) => i.keyword === 'ENV' && /T2I_EXECUTION_PROVIDER=cuda/.test(i.args)));
 });
 
