@@ -12,7 +12,7 @@ import type { MessageProducer, OutgoingMessage } from '../common/message-produce
 import { promptDeadLetter, type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
-import { tracer } from '../common/telemetry.ts';
+import { withSpan } from '../common/telemetry.ts';
 import { imageKey } from '../common/bucket-layout.ts';
 import type { ItemOutcome } from './batch-runner.ts';
 import { encodePng, imageMetadata, type GenerateRequest } from './engine/index.ts';
@@ -84,26 +84,12 @@ export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcom
         const image = outcome.image;
         const key = imageKey(r.jobId, r.row, r.promptIndex);
         const encodeStart = performance.now();
-        const png = await otelContext.with(ctx, () =>
-          tracer().startActiveSpan('worker.encode', async (span) => {
-            try {
-              return await encodePng(image, imageMetadata(r.prompt, image), { compressionLevel: options.pngCompression });
-            } finally {
-              span.end();
-            }
-          }),
+        const png = await withSpan('worker.encode', {}, ctx, () =>
+          encodePng(image, imageMetadata(r.prompt, image), { compressionLevel: options.pngCompression }),
         );
         metrics.encodeSeconds.observe((performance.now() - encodeStart) / 1000);
         const uploadStart = performance.now();
-        await otelContext.with(ctx, () =>
-          tracer().startActiveSpan('worker.upload', async (span) => {
-            try {
-              await retry(() => store.put(key, png, 'image/png'), { onRetry: onTransient('s3') });
-            } finally {
-              span.end();
-            }
-          }),
-        );
+        await withSpan('worker.upload', {}, ctx, () => retry(() => store.put(key, png, 'image/png'), { onRetry: onTransient('s3') }));
         metrics.uploadSeconds.observe((performance.now() - uploadStart) / 1000);
         const value: ImageResult = {
           jobId: r.jobId,

@@ -9,7 +9,7 @@ import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer } from '../common/telemetry.ts';
+import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer, withSpan } from '../common/telemetry.ts';
 import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
 import type { GenerateRequest, ImageEngine } from './engine/index.ts';
 import { MicroBatcher } from './micro-batcher.ts';
@@ -251,37 +251,31 @@ export function createWorker(deps: WorkerDependencies): Worker {
       const started = performance.now();
       let outcomes: ItemOutcome[];
       try {
-        outcomes = await otelContext.with(trace.setSpan(otelContext.active(), batchSpan), () =>
-          tracer().startActiveSpan('worker.inference', async (span) => {
-            try {
-              return await generateWithRecovery(
-                engine,
-                items.map((i) => i.generate),
-                {
-                  maxAttempts: options.maxAttempts,
-                  onFailure: (size, error) => {
-                    metrics.engineFailures.inc();
-                    logger.warn({ size, err: describeError(error) }, 'engine pass failed: splitting/retrying');
-                  },
-                  onOutOfMemory: (size) => {
-                    metrics.outOfMemory.inc();
-                    const next = Math.max(1, Math.min(maxBatch, Math.floor(size / 2)));
-                    if (next < maxBatch) {
-                      logger.warn(
-                        { from: maxBatch, to: next },
-                        `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`,
-                      );
-                      maxBatch = next;
-                      batcher.setMaxBatch(next);
-                      metrics.maxBatch.set(next);
-                    }
-                  },
-                },
-              );
-            } finally {
-              span.end();
-            }
-          }),
+        outcomes = await withSpan('worker.inference', {}, trace.setSpan(otelContext.active(), batchSpan), () =>
+          generateWithRecovery(
+            engine,
+            items.map((i) => i.generate),
+            {
+              maxAttempts: options.maxAttempts,
+              onFailure: (size, error) => {
+                metrics.engineFailures.inc();
+                logger.warn({ size, err: describeError(error) }, 'engine pass failed: splitting/retrying');
+              },
+              onOutOfMemory: (size) => {
+                metrics.outOfMemory.inc();
+                const next = Math.max(1, Math.min(maxBatch, Math.floor(size / 2)));
+                if (next < maxBatch) {
+                  logger.warn(
+                    { from: maxBatch, to: next },
+                    `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`,
+                  );
+                  maxBatch = next;
+                  batcher.setMaxBatch(next);
+                  metrics.maxBatch.set(next);
+                }
+              },
+            },
+          ),
         );
       } catch (error) {
         // The engine itself is gone (its thread died, it was closed): stop this worker without

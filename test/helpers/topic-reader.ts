@@ -31,6 +31,33 @@ export async function topicSize(kafka: Kafka, topic: string): Promise<number> {
   }
 }
 
+/**
+ * Waits until consumer group `groupId` has committed every message of `topic` (its committed offsets reach
+ * the high watermarks): after that, whatever the group's consumer did for those messages is done (a worker
+ * commits a prompt only after its result or dead letter is acknowledged).
+ */
+export async function waitForCommitted(kafka: Kafka, groupId: string, topic: string, timeoutMs = 60_000): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const high = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+      const behind = high.filter((p) => BigInt(p.high) > (at.get(p.partition) ?? -1n) && BigInt(p.high) > BigInt(p.low));
+      if (behind.length === 0) return;
+      if (Date.now() > deadline)
+        throw new Error(
+          `group ${groupId} has not committed ${topic} to its end within ${timeoutMs} ms (partitions behind: ${behind.map((p) => p.partition).join(', ')})`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** Every raw message of `topic` up to the current high watermarks. */
 export async function readTopicMessages(
   kafka: Kafka,
