@@ -38,6 +38,12 @@ export class MessageProducer {
     return { key: message.key, value, headers: injectTraceHeaders(headers, message.traceContext ?? context.active()) };
   }
 
+  /** Sends messages already encoded (encode()), e.g. after sizing them; acknowledged by all in-sync replicas. */
+  async sendEncoded(topic: string, messages: Message[], compression = CompressionTypes.None): Promise<void> {
+    if (messages.length === 0) return;
+    await this.producer.send({ topic, acks: -1, compression, messages });
+  }
+
   /** Sends and resolves once every message is acknowledged by all in-sync replicas. */
   async send<N extends MessageName>(
     topic: string,

@@ -17,7 +17,7 @@ import { resolveProduceOptions, type ProduceOptions, type ResolvedProduceOptions
 import { installFastProduceEncoding } from './produce-request-encoder.ts';
 import { PresetPartitioner, RequestBatcher, messageBytes } from './request-batcher.ts';
 import { headText, parseLine, type BadRow, type RowRules } from './row-parser.ts';
-import { partitionByteBudget, topicMaxMessageBytes } from './topic-limits.ts';
+import { partitionByteBudget, topicMaxMessageBytes } from '../common/topic-limits.ts';
 import { promptSeed, seedNamespace } from './seeds.ts';
 import type { ProduceProgress, ProduceSummary } from './types.ts';
 

@@ -8,7 +8,9 @@ import { context as otelContext, trace, type Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
+import type { Kafka, Message } from 'kafkajs';
 import type { MessageProducer, OutgoingMessage } from '../common/message-producer.ts';
+import { BATCH_MARGIN, topicMaxMessageBytes } from '../common/topic-limits.ts';
 import { promptDeadLetter, type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
@@ -51,14 +53,70 @@ export interface PublisherDeps {
   onTransient: (target: string) => (error: unknown, attempt: number, delayMs: number) => void;
   /** The prompt's outcome is settled (true: durable, its offset may be committed). */
   settle: (item: WorkItem, durable: boolean) => void;
+  /** max.message.bytes of the results topic as read at start; undefined: unknown (sends split on refusal only). */
+  resultsMaxMessageBytes: () => number | undefined;
+}
+
+/** A topic's max.message.bytes, read at start; undefined (with a warning) when the broker will not say (no DescribeConfigs right). */
+export async function readMaxMessageBytes(kafka: Kafka, topic: string, logger: Logger): Promise<number | undefined> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    return (await topicMaxMessageBytes(admin, [topic]))[topic];
+  } catch (error) {
+    logger.warn(
+      { topic, err: describeError(error) },
+      `could not read max.message.bytes of ${topic}: results are sent unsized, and split only when the broker refuses a send`,
+    );
+    return undefined;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+/** Bytes one record takes in a record batch: key, value, headers, and the record's own varints and attributes. */
+export function recordBytes(message: Message): number {
+  const length = (v: unknown) => (v === null || v === undefined ? 0 : Buffer.isBuffer(v) ? v.length : Buffer.byteLength(String(v)));
+  let bytes = 24 + length(message.key) + length(message.value);
+  for (const [key, value] of Object.entries(message.headers ?? {})) bytes += 8 + Buffer.byteLength(key) + length(value);
+  return bytes;
+}
+
+/**
+ * Groups records into sends whose record batch stays under `limit` (less the batch header margin), in
+ * order; a record that alone does not fit is returned apart.
+ */
+export function packRecords<T>(entries: T[], bytes: (entry: T) => number, limit: number): { groups: T[][]; tooLarge: T[] } {
+  const budget = limit - BATCH_MARGIN;
+  const groups: T[][] = [];
+  const tooLarge: T[] = [];
+  let current: T[] = [];
+  let used = 0;
+  for (const entry of entries) {
+    const size = bytes(entry);
+    if (size > budget) {
+      tooLarge.push(entry);
+      continue;
+    }
+    if (current.length > 0 && used + size > budget) {
+      groups.push(current);
+      current = [];
+      used = 0;
+    }
+    current.push(entry);
+    used += size;
+  }
+  if (current.length > 0) groups.push(current);
+  return { groups, tooLarge };
 }
 
 export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcomes: ItemOutcome[], engineMs: number) => Promise<void> {
   const { producer, store, topics, options, metrics, logger, onTransient, settle } = deps;
+  type ResultEntry = { item: WorkItem; message: OutgoingMessage<'ImageResult'>; encoded: Message };
 
   /** Encode, upload, publish: retried with backoff on transient S3/Kafka failures, never dead-lettered for them. */
   async function publish(items: WorkItem[], outcomes: ItemOutcome[], engineMs: number): Promise<void> {
-    const results: { item: WorkItem; message: OutgoingMessage<'ImageResult'> }[] = [];
+    const results: ResultEntry[] = [];
     const letters: { item: WorkItem; message: OutgoingMessage<'DeadLetter'> }[] = [];
     await Promise.all(
       items.map(async (item, index) => {
@@ -111,38 +169,37 @@ export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcom
           createdAt: Date.now(),
           truncation: image.truncation ? JSON.stringify(image.truncation) : null,
         };
-        results.push({ item, message: { key: `${r.jobId}/${r.row}`, value, traceContext: ctx } });
+        const message: OutgoingMessage<'ImageResult'> = { key: `${r.jobId}/${r.row}`, value, traceContext: ctx };
+        results.push({ item, message, encoded: producer.encode('ImageResult', message) });
       }),
     );
     const publishStart = performance.now();
     const oversized = new Set<(typeof results)[number]>();
-    // Every result carries its row's rowJson, so a micro-batch of big rows can exceed the broker's
-    // limit: the send splits until each part fits, and a result that alone is over the limit becomes a
-    // dead letter for its item (it fails, the job completes) instead of stalling the partition.
-    await sendSplitting(
-      topics.results,
-      'ImageResult',
-      results,
-      (x) => x.message,
-      (x, error) => {
-        const r = x.item.request;
-        oversized.add(x);
-        metrics.oversizedResults.inc();
-        letters.push({
-          item: x.item,
-          message: {
-            key: x.message.key,
-            traceContext: x.message.traceContext,
-            value: promptDeadLetter(
-              r,
-              'publish',
-              `the image result is larger than the broker accepts on ${topics.results} (${describeError(error)}); the image was uploaded to ${x.message.value.uri}. Fix: raise max.message.bytes of that topic or make the row smaller`,
-              1,
-            ),
-          },
-        });
-      },
-    );
+    // Every result carries its row's rowJson, so a micro-batch of big rows can exceed the broker's limit.
+    // Sends are sized by the results topic's max.message.bytes (read at start), and a result that alone is
+    // over it becomes a dead letter for its item (it fails, the job completes) instead of stalling the
+    // partition. Should the broker refuse a send anyway (a limit lowered since), it is split and sent again.
+    const tooLarge = (x: ResultEntry, reason: string) => {
+      oversized.add(x);
+      metrics.oversizedResults.inc();
+      letters.push({
+        item: x.item,
+        message: {
+          key: x.message.key,
+          traceContext: x.message.traceContext,
+          value: promptDeadLetter(
+            x.item.request,
+            'publish',
+            `the image result is larger than the broker accepts on ${topics.results} (${reason}); the image was uploaded to ${x.message.value.uri}. Fix: raise max.message.bytes of that topic or make the row smaller`,
+            1,
+          ),
+        },
+      });
+    };
+    const limit = deps.resultsMaxMessageBytes();
+    const packed = limit === undefined ? { groups: [results], tooLarge: [] } : packRecords(results, (x) => recordBytes(x.encoded), limit);
+    for (const x of packed.tooLarge) tooLarge(x, `${recordBytes(x.encoded)} bytes, over its max.message.bytes of ${limit}`);
+    for (const group of packed.groups) await sendSplitting(topics.results, group, (x, error) => tooLarge(x, describeError(error)));
     await retry(
       () =>
         producer.send(
@@ -168,23 +225,29 @@ export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcom
    * split in halves and retried; an entry that alone is too large goes to `onTooLarge`. Any other
    * non-retriable error propagates.
    */
-  async function sendSplitting<N extends 'ImageResult' | 'DeadLetter', T>(
+  async function sendSplitting(
     topic: string,
-    name: N,
-    entries: T[],
-    message: (entry: T) => OutgoingMessage<N>,
-    onTooLarge: (entry: T, error: unknown) => void,
+    entries: ResultEntry[],
+    onTooLarge: (entry: ResultEntry, error: unknown) => void,
   ): Promise<void> {
     if (entries.length === 0) return;
     try {
-      await retry(() => producer.send(topic, name, entries.map(message)), { onRetry: onTransient('kafka') });
+      await retry(
+        () =>
+          producer.sendEncoded(
+            topic,
+            entries.map((x) => x.encoded),
+          ),
+        { onRetry: onTransient('kafka') },
+      );
     } catch (error) {
       if (!isTooLarge(error)) throw error;
+      metrics.sendsRefused.inc({ topic });
       if (entries.length === 1) return onTooLarge(entries[0]!, error);
       const half = Math.ceil(entries.length / 2);
       logger.warn({ topic, size: entries.length }, `the broker refused a batch of ${entries.length} as too large: sending it in two parts`);
-      await sendSplitting(topic, name, entries.slice(0, half), message, onTooLarge);
-      await sendSplitting(topic, name, entries.slice(half), message, onTooLarge);
+      await sendSplitting(topic, entries.slice(0, half), onTooLarge);
+      await sendSplitting(topic, entries.slice(half), onTooLarge);
     }
   }
 

@@ -8,6 +8,12 @@ export function createWorkerMetrics(registry: Registry) {
   return {
     images: new Counter({ name: 't2i_worker_images_total', help: 'images generated, uploaded and published', registers }),
     deadLetters: new Counter({ name: 't2i_worker_dead_letters_total', help: 'prompts given up and sent to the errors topic', registers }),
+    sendsRefused: new Counter({
+      name: 't2i_worker_sends_refused_total',
+      help: "produce requests the broker refused as too large (split and sent again); sends are sized by the topics' max.message.bytes read at start, so this stays 0 unless a limit changed since",
+      labelNames: ['topic'],
+      registers,
+    }),
     oversizedResults: new Counter({
       name: 't2i_worker_oversized_results_total',
       help: 'image results over the broker message size limit, dead-lettered instead (stage publish)',

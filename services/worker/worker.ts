@@ -13,7 +13,7 @@ import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttr
 import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
 import type { GenerateRequest, ImageEngine } from './engine/index.ts';
 import { MicroBatcher } from './micro-batcher.ts';
-import { createPublisher, type WorkItem } from './publish.ts';
+import { createPublisher, readMaxMessageBytes, type WorkItem } from './publish.ts';
 import type { WorkerOptions } from './options.ts';
 import { Semaphore } from './semaphore.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './worker-metrics.ts';
@@ -58,6 +58,8 @@ export function createWorker(deps: WorkerDependencies): Worker {
   const lifecycle = new Lifecycle(logger);
   const producer = new MessageProducer(kafka, codec);
   let consumer: Consumer | undefined;
+  /** max.message.bytes of the results topic, read at start (undefined if the broker would not say). */
+  let resultsMaxMessageBytes: number | undefined;
   let joined = false;
   let draining = false;
   // The engine's preferred batch size is known once its model is loaded (start()).
@@ -84,6 +86,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     logger,
     onTransient: (target) => onTransient(target),
     settle: (item, durable) => settle(item, durable),
+    resultsMaxMessageBytes: () => resultsMaxMessageBytes,
   });
 
   const onTransient = (target: string) => (error: unknown, attempt: number, delayMs: number) => {
@@ -312,6 +315,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     } catch (error) {
       throw kafkaUnavailable(config.kafka, error);
     }
+    resultsMaxMessageBytes = await readMaxMessageBytes(kafka, topics.results, logger);
     consumer = kafka.consumer({
       groupId: options.groupId,
       sessionTimeout: options.sessionTimeoutMs,

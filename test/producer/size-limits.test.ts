@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { produceJob } from '../../services/producer/produce-job.ts';
-import { BATCH_MARGIN, TOPIC_RESOURCE, partitionByteBudget, topicMaxMessageBytes } from '../../services/producer/topic-limits.ts';
+import { BATCH_MARGIN, TOPIC_RESOURCE, partitionByteBudget, topicMaxMessageBytes } from '../../services/common/topic-limits.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
 import { readTopic } from '../helpers/topic-reader.ts';
 

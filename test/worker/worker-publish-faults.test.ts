@@ -44,7 +44,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-test('a result over the broker limit (MESSAGE_TOO_LARGE) settles its item as a dead letter; the rest of the batch is published (issue 15, item 2)', async () => {
+test('results are sized by the topic limit read at start: one over it is a dead letter, two that only fit apart are sent apart, nothing refused (issue 15, item 2)', async () => {
   const t = await createTestEnv({ promptPartitions: 1 });
   const limit = 16_384;
   const admin = t.kafka.admin();
@@ -57,11 +57,15 @@ test('a result over the broker limit (MESSAGE_TOO_LARGE) settles its item as a d
     ],
   });
   const big = JSON.stringify({ prompt: 'x', note: 'y'.repeat(limit * 2) });
+  // Each fits the limit alone, two together do not: the worker must send them apart.
+  const medium = (n: number) => JSON.stringify({ prompt: 'm', note: String(n).repeat(Math.floor(limit * 0.55)) });
   const producer = new MessageProducer(t.kafka, new AvroCodec());
   await producer.connect();
   after(() => producer.disconnect());
-  // Sent together so that one micro-batch holds small and big results alike.
+  // Sent together so that one micro-batch (the first four) holds both medium results, a small and the big one.
   await producer.send(t.topics.prompts, 'PromptRequest', [
+    { key: 'job-big/3', value: request('job-big', 3, medium(3)) },
+    { key: 'job-big/4', value: request('job-big', 4, medium(4)) },
     { key: 'job-big/0', value: request('job-big', 0, '{"prompt":"a"}') },
     { key: 'job-big/1', value: request('job-big', 1, big) },
     { key: 'job-big/2', value: request('job-big', 2, '{"prompt":"c"}') },
@@ -71,17 +75,20 @@ test('a result over the broker limit (MESSAGE_TOO_LARGE) settles its item as a d
   after(stop);
   await waitFor(
     'every prompt published as a result or a dead letter',
-    async () => (await topicSize(t.kafka, t.topics.results)) + (await topicSize(t.kafka, t.topics.errors)) >= 3,
+    async () => (await topicSize(t.kafka, t.topics.results)) + (await topicSize(t.kafka, t.topics.errors)) >= 5,
   );
   const codec = new AvroCodec();
   const results = await readTopic(t.kafka, codec, t.topics.results, 'ImageResult');
   const letters = await readTopic(t.kafka, codec, t.topics.errors, 'DeadLetter');
-  assert.deepEqual(results.map((r) => r.value.row).sort(), [0, 2]);
+  assert.deepEqual(results.map((r) => r.value.row).sort(), [0, 2, 3, 4]);
   assert.equal(letters.length, 1);
   assert.equal(letters[0]!.value.row, 1);
   assert.equal(letters[0]!.value.stage, 'publish');
   assert.match(letters[0]!.value.error, /max\.message\.bytes/);
   assert.equal(worker.isReady(), true, 'an oversized result is the row at fault, not the environment');
+  // The worker read the topic's limit at start: it never sent the broker anything it had to refuse.
+  const refused = (await worker.metrics.sendsRefused.get()).values.reduce((sum, v) => sum + v.value, 0);
+  assert.equal(refused, 0, 'sends sized by max.message.bytes up front, none refused');
 });
 
 test('a non-retriable S3 error (the bucket is gone) stops the worker not-ready with done rejected, and close does not hang (issue 15, item 2)', async () => {
