@@ -1,4 +1,4 @@
-import type { Admin, Kafka, Message } from 'kafkajs';
+import type { Kafka, Message } from 'kafkajs';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type SpanContext } from '@opentelemetry/api';
 import { AvroCodec, SCHEMA_HEADER } from '../common/avro.ts';
 import { topicNames } from '../common/config.ts';
@@ -18,6 +18,7 @@ import { installFastProduceEncoding } from './produce-request-encoder.ts';
 import { PresetPartitioner, RequestBatcher, messageBytes } from './request-batcher.ts';
 import { headText, parseLine, type BadRow, type RowRules } from './row-parser.ts';
 import { partitionByteBudget, topicMaxMessageBytes } from '../common/topic-limits.ts';
+import { isBrokerRefusal, isKafkaError, partitionCounts, withTimeout } from './kafka-answers.ts';
 import { promptSeed, seedNamespace } from './seeds.ts';
 import type { ProduceProgress, ProduceSummary } from './types.ts';
 
@@ -372,36 +373,5 @@ class RowMessages {
     }
     this.batcher.add(this.errorsTopic, [message], [size]);
     return false;
-  }
-}
-
-async function partitionCounts(admin: Admin, topics: string[]): Promise<Record<string, number>> {
-  const metadata = await admin.fetchTopicMetadata({ topics });
-  const out: Record<string, number> = {};
-  for (const topic of metadata.topics) out[topic.name] = topic.partitions.length;
-  for (const topic of topics)
-    if (!out[topic]) throw new T2iError('KAFKA_UNAVAILABLE', `topic ${topic} has no partitions`, { retriable: true });
-  return out;
-}
-
-/** A protocol error the broker answered with and that retrying cannot fix (message too large, bad topic…): not an outage. */
-function isBrokerRefusal(error: unknown): boolean {
-  const e = error as { name?: string; retriable?: boolean; type?: string };
-  return e.name === 'KafkaJSProtocolError' && e.retriable === false;
-}
-
-function isKafkaError(error: unknown): boolean {
-  return error instanceof Error && /^KafkaJS/.test(error.name);
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new T2iError('TIMEOUT', `no answer within ${ms} ms`, { retriable: true })), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -5,7 +5,6 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -16,6 +15,10 @@ import { T2iError, describeError } from '../common/errors.ts';
 import { ensureTopics } from '../common/kafka.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { PACKAGE_ROOT } from '../common/paths.ts';
+
+import { alive, httpAnswers, logTail, portOpen, readPid } from './processes.ts';
+
+export { logTail, portOpen };
 
 const run = promisify(execFile);
 
@@ -368,55 +371,5 @@ async function prepareResources(o: StackOptions): Promise<void> {
     await store.ensureBucket();
   } finally {
     store.close();
-  }
-}
-
-export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const done = (open: boolean) => {
-      socket.destroy();
-      resolve(open);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
-async function httpAnswers(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-    await res.arrayBuffer();
-    return true; // any HTTP answer (403 without credentials) means the server is up
-  } catch {
-    return false;
-  }
-}
-
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The last lines of a log file, for error messages. */
-export function logTail(file: string, lines: number): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
   }
 }
