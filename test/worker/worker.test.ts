@@ -19,8 +19,8 @@ import {
 } from '../../services/worker/engine/index.ts';
 import { injectTraceHeaders, registerTelemetryBasics } from '../../services/common/telemetry.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
-import { collectUntil, sendPrompts, type Collected } from '../helpers/kafka-collect.ts';
-import { topicSize, waitForCommitted } from '../helpers/topic-reader.ts';
+import { sendPrompts } from '../helpers/kafka-collect.ts';
+import { readTopic, topicSize, waitForCommitted, watchTopic, type TopicRecord } from '../helpers/topic-reader.ts';
 import { startTestWorker } from '../helpers/worker.ts';
 import { imageKey } from '../../services/common/bucket-layout.ts';
 
@@ -29,7 +29,7 @@ registerTelemetryBasics();
 const spans = new InMemorySpanExporter();
 trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
 const keyOf = (r: ImageResult) => `${r.jobId}/${r.row}/${r.promptIndex}`;
-const distinct = (all: Collected<ImageResult>[]) => new Set(all.map((m) => keyOf(m.value))).size;
+const distinct = (all: TopicRecord<ImageResult>[]) => new Set(all.map((m) => keyOf(m.value))).size;
 
 test('N prompts in: N images at their keys with PNG metadata, N results, trace context carried', async () => {
   const t = await createTestEnv();
@@ -48,9 +48,9 @@ test('N prompts in: N images at their keys with PNG metadata, N results, trace c
   const traceHeaders = injectTraceHeaders({}, trace.setSpan(trace.deleteSpan(context.active()), producerSpan));
   producerSpan.end();
   const sent = await sendPrompts(t.kafka, codec, t.topics.prompts, 'job-basic', prompts, traceHeaders);
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
-    timeoutMs: 90_000,
-  });
+  const results = await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= sent.length, 90_000);
   assert.equal(distinct(results), sent.length);
   for (const request of sent) {
     const result = results.find((m) => m.value.row === request.row && m.value.promptIndex === request.promptIndex)?.value;
@@ -104,10 +104,9 @@ test('two workers share the work; a prompt never gets two different results', as
     'job-two',
     Array.from({ length: 24 }, (_, i) => ({ prompt: `prompt number ${i}` })),
   );
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
-    timeoutMs: 120_000,
-    settleMs: 1000,
-  });
+  const results = await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= sent.length, 120_000);
   assert.equal(distinct(results), sent.length);
   const workers = new Set(results.map((m) => m.value.worker));
   assert.deepEqual([...workers].sort(), ['worker-a', 'worker-b'], 'both workers took part');
@@ -149,11 +148,12 @@ test('a poison prompt ends in the errors topic while its batch-mates succeed', a
     { prompt: 'fine two' },
     { prompt: 'fine three' },
   ]);
-  const letters = await collectUntil(t.kafka, codec, t.topics.errors, 'DeadLetter', (all) => all.length >= 1, { timeoutMs: 90_000 });
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= 3, {
-    timeoutMs: 90_000,
-    settleMs: 500,
-  });
+  const letters = await (
+    await watchTopic(t.kafka, codec, t.topics.errors, 'DeadLetter')
+  ).until('DeadLetter messages', (all) => all.length >= 1, 90_000);
+  const results = await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= 3, 90_000);
   assert.equal(letters.length, 1);
   const letter = letters[0]?.value;
   assert.equal(letter?.row, 2);
@@ -228,10 +228,9 @@ test('S3 down for a while: the worker waits, retries and recovers with nothing l
     'the worker saw the outage',
   );
   await relay.restore();
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
-    timeoutMs: 120_000,
-    settleMs: 500,
-  });
+  const results = await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= sent.length, 120_000);
   assert.equal(distinct(results), sent.length);
   for (const r of sent) assert.ok(await t.store.head(imageKey('job-outage', r.row, 0)), `image of row ${r.row} uploaded`);
   // Every prompt committed means its outcome was published: then the errors topic is complete, and empty.
@@ -260,19 +259,23 @@ test('a worker SIGKILLed mid-job and restarted: every prompt ends with a result,
   let stderr = '';
   first.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   // Kill it once some (not all) results are out.
-  await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= 4, { timeoutMs: 120_000 });
+  await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= 4, 120_000);
   first.kill('SIGKILL');
   await new Promise((resolve) => first.once('exit', resolve));
-  const partial = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', () => true, { timeoutMs: 10_000, settleMs: 500 });
+  const partial = await readTopic(t.kafka, codec, t.topics.results, 'ImageResult');
   assert.ok(distinct(partial) < sent.length, `killed before the end (${distinct(partial)} of ${sent.length} done); stderr: ${stderr}`);
   const second = startWorkerProcess({ ...env, T2I_WORKER_ID: 'after-restart' });
   after(() => {
     second.kill('SIGKILL');
   });
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
-    timeoutMs: 180_000,
-    settleMs: 1000,
-  });
+  await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('every prompt', (all) => distinct(all) >= sent.length, 180_000);
+  // Once the group has committed every prompt, no more results can come: read them all, duplicates included.
+  await waitForCommitted(t.kafka, env.T2I_WORKER_GROUP, t.topics.prompts);
+  const results = await readTopic(t.kafka, codec, t.topics.results, 'ImageResult');
   assert.equal(distinct(results), sent.length, 'nothing missing');
   const byKey = new Map<string, ImageResult>();
   for (const { value } of results) {
@@ -323,9 +326,9 @@ test('an engine that is gone stops the worker without dead-lettering or committi
   await broken.stop();
   const healthy = await startTestWorker(t.config, { groupId, workerId: 'healthy' });
   after(healthy.stop);
-  const results = await collectUntil(t.kafka, codec, t.topics.results, 'ImageResult', (all) => distinct(all) >= sent.length, {
-    timeoutMs: 120_000,
-  });
+  const results = await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= sent.length, 120_000);
   assert.equal(distinct(results), sent.length);
   assert.ok(results.every((m) => m.value.worker === 'healthy'));
   await waitForCommitted(t.kafka, groupId, t.topics.prompts);
