@@ -2,10 +2,11 @@ import { SpanKind } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
+import type { AvroCodec } from '../common/avro.ts';
+import { UndecodableMessages } from '../common/undecodable.ts';
 import { topicNames, type TopicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
-import { ensureTopics, headersToStrings, topicLayout } from '../common/kafka.ts';
+import { ensureTopics, topicLayout } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { JOB_ID_PATTERN, type DeadLetter, type ImageResult } from '../common/messages.ts';
@@ -54,8 +55,7 @@ export class Sink {
   private readonly events: JobEvents;
   private readonly completion: Completion;
   private dataConsumer?: Consumer;
-  /** `topic:partition` paused at an undecodable message -> why (see block()). */
-  private readonly blocked = new Map<string, string>();
+  private readonly undecodable: UndecodableMessages;
   private readonly spill: Spill;
   private serialTail: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
@@ -79,6 +79,7 @@ export class Sink {
     this.lifecycle = new Lifecycle(deps.logger);
     this.metrics = createSinkMetrics(deps.registry ?? new Registry(), () => this.stats());
     this.parts = new JobParts(deps.store, deps.logger, this.options.mergeFanIn);
+    this.undecodable = new UndecodableMessages('sink', deps.logger, (count) => this.metrics.blocked.set(count));
     const isStopping = () => this.stopping;
     this.events = new JobEvents({
       kafka: deps.kafka,
@@ -97,7 +98,7 @@ export class Sink {
       kick: () => this.completion.kick(),
       markCompleted: (jobId) => this.completion.markCompleted(jobId),
       onUndecodable: (topic, partition, message) => this.block(topic, partition, message, new Error('undecodable job event')),
-      isBlocked: (topic, partition) => this.blocked.has(`${topic}:${partition}`),
+      isBlocked: (topic, partition) => this.undecodable.isBlocked(topic, partition),
       onCrash: (error, restart) => this.onCrash('jobs', error, restart),
     });
     this.spill = new Spill({
@@ -140,7 +141,7 @@ export class Sink {
 
   /** Ready: the results/errors consumer joined its group and the job events have been read up to where they were at start. */
   isReady(): boolean {
-    return this.getState() === 'RUNNING' && this.dataJoined && this.events.isCaughtUp() && this.blocked.size === 0;
+    return this.getState() === 'RUNNING' && this.dataJoined && this.events.isCaughtUp() && this.undecodable.count === 0;
   }
 
   stats(): SinkStats {
@@ -152,7 +153,7 @@ export class Sink {
       bufferedMessages: this.book.bufferedMessages,
       bufferedBytes: this.book.bufferedBytes,
       partsWritten: this.spill.partsWritten,
-      blockedPartitions: this.blocked.size,
+      blockedPartitions: this.undecodable.count,
     };
   }
 
@@ -264,7 +265,7 @@ export class Sink {
 
   private async handleBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
-    if (this.stopping || this.blocked.has(`${batch.topic}:${batch.partition}`)) return;
+    if (this.stopping || this.undecodable.isBlocked(batch.topic, batch.partition)) return;
     this.metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
     await this.serial(async () => {
       let spillSoon = false;
@@ -299,27 +300,9 @@ export class Sink {
     await payload.heartbeat();
   }
 
-  /**
-   * One policy for a message the sink cannot decode (e.g. a schema newer than its own, mid rolling
-   * upgrade): never skip it and commit past it, which would leave its job one row short forever. Its
-   * partition is paused at that offset, readiness goes false, and the log and a metric say what to do;
-   * an upgraded sink continues from that offset.
-   */
+  /** An undecodable message: its partition pauses (services/common/undecodable.ts). */
   private block(topic: string, partition: number, message: KafkaMessage, error: unknown): void {
-    const key = `${topic}:${partition}`;
-    if (this.blocked.has(key)) return;
-    this.blocked.set(key, describeError(error));
-    this.metrics.blocked.set(this.blocked.size);
-    this.logger.error(
-      {
-        topic,
-        partition,
-        offset: message.offset,
-        schema: headersToStrings(message.headers)[SCHEMA_HEADER] ?? null,
-        err: describeError(error),
-      },
-      `sink: cannot decode a message: ${topic}/${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: run a t2i version that knows this schema (upgrade the sink); it continues from this offset`,
-    );
+    this.undecodable.block(topic, partition, message, error);
   }
 
   /** Buffers one result or dead letter; true when its job may now be complete, 'blocked' when undecodable. */

@@ -5,7 +5,8 @@ import type { Registry } from 'prom-client';
 import { topicNames, type Config, type TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
 import { headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
-import { SCHEMA_HEADER, type AvroCodec } from '../common/avro.ts';
+import type { AvroCodec } from '../common/avro.ts';
+import { UndecodableMessages } from '../common/undecodable.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import type { ObjectStore } from '../common/object-store.ts';
@@ -153,23 +154,11 @@ export function createWorker(deps: WorkerDependencies): Worker {
     releaseSlot();
   }
 
-  /**
-   * One policy for a message we cannot decode (e.g. written with a schema newer than ours during a rolling
-   * upgrade): never dead-letter it or skip it. Its partition is paused at that offset, nothing from it on
-   * is committed, readiness goes false and the log says what to do; an upgraded worker (or a restart of
-   * this one once schemas/ has the version) takes it from there.
-   */
-  const blocked = new Map<number, string>();
+  // A prompt it cannot decode pauses its partition (services/common/undecodable.ts: never skipped or dead-lettered).
+  const undecodable = new UndecodableMessages('worker', logger, (count) => metrics.blockedPartitions.set(count));
   function blockPartition(topic: string, partition: number, message: KafkaMessage, error: unknown): void {
     metrics.undecodable.inc({ service: 'worker', topic });
-    if (blocked.has(partition)) return;
-    const reason = describeError(error);
-    blocked.set(partition, reason);
-    metrics.blockedPartitions.set(blocked.size);
-    logger.error(
-      { topic, partition, offset: message.offset, schema: headersToStrings(message.headers)[SCHEMA_HEADER] ?? null, err: reason },
-      `cannot decode a prompt message: partition ${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: run a t2i version that knows this schema (upgrade the worker), then it continues from this offset`,
-    );
+    undecodable.block(topic, partition, message, error);
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -198,7 +187,8 @@ export function createWorker(deps: WorkerDependencies): Worker {
       }
     };
     let abandoned = false;
-    const stopTaking = () => draining || fatal !== undefined || rebalancing || !isRunning() || isStale() || blocked.has(batch.partition);
+    const stopTaking = () =>
+      draining || fatal !== undefined || rebalancing || !isRunning() || isStale() || undecodable.isBlocked(batch.topic, batch.partition);
     try {
       for (const message of batch.messages) {
         if (stopTaking()) break;
@@ -391,7 +381,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     start,
     close: () => lifecycle.close(drain),
     getState: () => lifecycle.getState(),
-    isReady: () => lifecycle.getState() === 'RUNNING' && joined && fatal === undefined && blocked.size === 0,
+    isReady: () => lifecycle.getState() === 'RUNNING' && joined && fatal === undefined && undecodable.count === 0,
     metrics,
     done,
   };
