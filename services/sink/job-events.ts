@@ -52,6 +52,8 @@ export class JobEvents {
   private idleTimer: NodeJS.Timeout | undefined;
   private ledgerRestored = false;
   private ledgerRestoring: Promise<void> | undefined;
+  /** Per job, the ledger write or delete in flight (see recordOpenJob). */
+  private readonly ledgerSteps = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: JobEventsDeps) {}
 
@@ -165,27 +167,45 @@ export class JobEvents {
 
   // ---------------------------------------------------------------- open-jobs ledger (open-jobs.ts)
 
-  /** Live events of open jobs go to the ledger; events replayed at start are reconciled by restoreOpenJobs. */
+  /**
+   * Live events of open jobs go to the ledger; events replayed at start are reconciled by restoreOpenJobs.
+   * A job's writes run one after another and each writes the job's state at that moment, so the last
+   * one holds its latest events (two PUTs in flight at once could land in either order).
+   */
   private recordOpenJob(jobId: string): void {
     if (!this.ledgerRestored) return;
-    const job = this.deps.book.jobs.get(jobId);
-    if (!job) return;
-    const record = { jobId, ...(job.started ? { started: job.started } : {}), ...(job.produced ? { produced: job.produced } : {}) };
-    retry(() => writeOpenJob(this.deps.store, record), this.deps.parts.s3Retry('write open-jobs ledger')).catch((error: unknown) =>
-      this.deps.logger.warn(
-        { err: error, jobId },
-        `sink: could not record open job ${jobId} (the jobs topic still has its events): ${describeError(error)}`,
+    this.inOrder(jobId, async () => {
+      const job = this.deps.book.jobs.get(jobId);
+      if (!job) return;
+      const record = { jobId, ...(job.started ? { started: job.started } : {}), ...(job.produced ? { produced: job.produced } : {}) };
+      await retry(() => writeOpenJob(this.deps.store, record), this.deps.parts.s3Retry('write open-jobs ledger')).catch((error: unknown) =>
+        this.deps.logger.warn(
+          { err: error, jobId },
+          `sink: could not record open job ${jobId} (the jobs topic still has its events): ${describeError(error)}`,
+        ),
+      );
+    });
+  }
+
+  async forgetOpenJob(jobId: string): Promise<void> {
+    await this.inOrder(jobId, () =>
+      retry(() => deleteOpenJob(this.deps.store, jobId), this.deps.parts.s3Retry('delete open-jobs entry')).catch((error: unknown) =>
+        this.deps.logger.warn(
+          { err: error, jobId },
+          `sink: could not delete the open-jobs entry of ${jobId} (the next start drops it): ${describeError(error)}`,
+        ),
       ),
     );
   }
 
-  async forgetOpenJob(jobId: string): Promise<void> {
-    await retry(() => deleteOpenJob(this.deps.store, jobId), this.deps.parts.s3Retry('delete open-jobs entry')).catch((error: unknown) =>
-      this.deps.logger.warn(
-        { err: error, jobId },
-        `sink: could not delete the open-jobs entry of ${jobId} (the next start drops it): ${describeError(error)}`,
-      ),
-    );
+  /** Runs `step` after the job's earlier ledger steps (none of which reject). */
+  private inOrder(jobId: string, step: () => Promise<void>): Promise<void> {
+    const next = (this.ledgerSteps.get(jobId) ?? Promise.resolve()).then(step);
+    this.ledgerSteps.set(jobId, next);
+    void next.finally(() => {
+      if (this.ledgerSteps.get(jobId) === next) this.ledgerSteps.delete(jobId);
+    });
+    return next;
   }
 
   /**

@@ -68,8 +68,8 @@ def t5_spiece(work: str) -> str:
     return prefix + ".model"
 
 
-def build_pipeline(work: str) -> FluxPipeline:
-    torch.manual_seed(SEED)
+def build_components(work: str, guidance_embeds: bool = True):
+    """Tokenizers, text encoders, transformer and VAE of a tiny FLUX.1 pipeline (random weights from torch's current seed)."""
     clip_tok = CLIPTokenizer(
         vocab_file=os.path.join(ROOT, "models", "tiny-flux", "tokenizer", "vocab.json"),
         merges_file=os.path.join(ROOT, "models", "tiny-flux", "tokenizer", "merges.txt"),
@@ -82,7 +82,7 @@ def build_pipeline(work: str) -> FluxPipeline:
     t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
                                  is_encoder_decoder=False, use_cache=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                                         joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 6, 6)).eval()
+                                         joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6)).eval()
     with torch.no_grad():
         for m in transformer.modules():
             if isinstance(m, torch.nn.Linear):
@@ -95,6 +95,12 @@ def build_pipeline(work: str) -> FluxPipeline:
         gain = 0.45 / float(vae.decode(z).sample.std())
         vae.decoder.conv_out.weight.mul_(gain)
         vae.decoder.conv_out.bias.mul_(gain)
+    return clip_tok, t5_tok, clip, t5, transformer, vae
+
+
+def build_pipeline(work: str) -> FluxPipeline:
+    torch.manual_seed(SEED)
+    clip_tok, t5_tok, clip, t5, transformer, vae = build_components(work)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
     pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
     pipe.set_progress_bar_config(disable=True)

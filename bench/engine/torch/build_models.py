@@ -19,12 +19,11 @@ import sys
 import tempfile
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "flux_export"))
-from build_fixtures import t5_spiece  # noqa: E402  (the same SentencePiece T5 vocabulary as the exporter fixtures)
+from build_fixtures import build_components  # noqa: E402  (the exporter fixtures' tiny pipeline, same vocabularies)
 
 OUT = os.path.join(ROOT, ".cache", "bench", "vs-torch")
 SEED = 20241204
@@ -41,20 +40,7 @@ WIDTH, HEIGHT, STEPS = 64, 48, 3
 
 def build(shape: dict, work: str) -> FluxPipeline:
     torch.manual_seed(SEED)
-    vocab = os.path.join(ROOT, "models", "tiny-flux", "tokenizer")
-    clip_tok = CLIPTokenizer(vocab_file=os.path.join(vocab, "vocab.json"), merges_file=os.path.join(vocab, "merges.txt"), model_max_length=77)
-    t5_tok = T5Tokenizer(vocab_file=t5_spiece(work), extra_ids=100, model_max_length=512, legacy=True)
-    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(clip_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32,
-                                        bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id, pad_token_id=clip_tok.eos_token_id)).eval()
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
-                                 is_encoder_decoder=False, use_cache=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                                         joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=shape["guidance_embeds"],
-                                         axes_dims_rope=(4, 6, 6)).eval()
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        block_out_channels=(16, 32), layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=64,
-                        scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False).eval()
+    clip_tok, t5_tok, clip, t5, transformer, vae = build_components(work, guidance_embeds=shape["guidance_embeds"])
     scheduler = FlowMatchEulerDiscreteScheduler(**shape["scheduler"])
     pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
     pipe.set_progress_bar_config(disable=True)
