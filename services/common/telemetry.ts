@@ -1,4 +1,14 @@
-import { context, propagation, trace, type Context, type Span, type SpanOptions, type Tracer, SpanStatusCode } from '@opentelemetry/api';
+import {
+  SpanKind,
+  context,
+  propagation,
+  trace,
+  type Context,
+  type Span,
+  type SpanOptions,
+  type Tracer,
+  SpanStatusCode,
+} from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Env } from './config.ts';
@@ -88,6 +98,36 @@ export function promptAttributes(prompt: { jobId: string; row: number; promptInd
     't2i.row': prompt.row,
     ...(prompt.promptIndex !== undefined ? { 't2i.prompt_index': prompt.promptIndex } : {}),
   };
+}
+
+/**
+ * The `process {topic}` CONSUMER span of one consumed message, with the messaging conventions' attributes
+ * and the prompt's, as a child of the trace context its headers carried.
+ */
+export function startProcessSpan(
+  where: { topic: string; partition: number; consumerGroup: string },
+  message: { offset: string; key?: Buffer | string | null },
+  prompt: { jobId: string; row: number; promptIndex?: number },
+  parent: Context,
+): Span {
+  return tracer().startSpan(
+    messagingSpanName({ operation: 'process', topic: where.topic }),
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        ...messagingAttributes({
+          operation: 'process',
+          topic: where.topic,
+          partition: where.partition,
+          offset: message.offset,
+          ...(message.key ? { key: message.key.toString('utf8') } : {}),
+          consumerGroup: where.consumerGroup,
+        }),
+        ...promptAttributes(prompt),
+      },
+    },
+    parent,
+  );
 }
 
 export function tracer(): Tracer {

@@ -13,7 +13,7 @@ import { jobEvent, type JobEvent } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
 import { errorsKey, manifestKey, outputKey } from '../common/bucket-layout.ts';
-import type { JobBook } from './job-book.ts';
+import type { JobBook, JobState } from './job-book.ts';
 import { assembleJobOutput, type AssemblyStats } from './job-output.ts';
 import type { JobParts } from './job-parts.ts';
 import { completedEventFromManifest, completeManifest, failedManifest } from './manifest.ts';
@@ -80,6 +80,33 @@ export class Completion {
       this.loop = undefined;
       if (this.queue.size > 0 && !this.deps.isStopping()) this.kick();
     });
+  }
+
+  /** The state of a job that takes data, loading it from the bucket on first contact; undefined when the job is complete. */
+  async jobForData(jobId: string): Promise<JobState | undefined> {
+    if (this.deps.book.completed.has(jobId)) return undefined;
+    const job = this.deps.book.state(jobId);
+    if (job.ready) return job;
+    job.loaded ??= this.loadJob(job).catch((error: unknown) => {
+      job.loaded = undefined;
+      throw error;
+    });
+    await job.loaded;
+    if (this.deps.book.completed.has(jobId)) return undefined;
+    job.ready = true;
+    return job;
+  }
+
+  private async loadJob(job: JobState): Promise<void> {
+    const manifest = await retry(() => this.deps.store.head(manifestKey(job.jobId)), this.deps.parts.s3Retry('head manifest'));
+    if (manifest) {
+      this.markCompleted(job.jobId);
+      // Its `completed` event may have been lost to a crash right after the manifest: the attempt re-publishes it.
+      this.enqueue(job.jobId);
+      return;
+    }
+    const parts = await this.deps.parts.list(job.jobId);
+    job.partLines = parts.reduce((sum, p) => sum + p.count, 0);
   }
 
   /** Forgets a complete job (see JobBook.markCompleted) and any attempt queued for it. */

@@ -1,4 +1,3 @@
-import { SpanKind } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -11,11 +10,9 @@ import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { JOB_ID_PATTERN, type DeadLetter, type ImageResult } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-import { retry } from '../common/retry.ts';
-import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer } from '../common/telemetry.ts';
-import { manifestKey } from '../common/bucket-layout.ts';
+import { extractTraceContext, startProcessSpan } from '../common/telemetry.ts';
 import { Completion } from './completion.ts';
-import { JobBook, type JobState } from './job-book.ts';
+import { JobBook } from './job-book.ts';
 import { JobEvents } from './job-events.ts';
 import { JobParts } from './job-parts.ts';
 import { compileSinkOptions, type CompiledSinkOptions, type SinkOptions } from './options.ts';
@@ -327,28 +324,16 @@ export class Sink {
       return false;
     }
     const span = isResult
-      ? tracer().startSpan(
-          messagingSpanName({ operation: 'process', topic }),
-          {
-            kind: SpanKind.CONSUMER,
-            attributes: {
-              ...messagingAttributes({
-                operation: 'process',
-                topic,
-                partition,
-                offset: message.offset,
-                ...(message.key ? { key: message.key.toString('utf8') } : {}),
-                consumerGroup: this.options.groupId,
-              }),
-              ...promptAttributes(value as ImageResult),
-            },
-          },
+      ? startProcessSpan(
+          { topic, partition, consumerGroup: this.options.groupId },
+          message,
+          value as ImageResult,
           extractTraceContext(message.headers as Record<string, unknown> | undefined),
         )
       : undefined;
     try {
       const known = this.book.jobs.get(value.jobId);
-      const job = known?.ready ? known : await this.jobForData(value.jobId);
+      const job = known?.ready ? known : await this.completion.jobForData(value.jobId);
       if (!job) {
         this.metrics.messages.inc({ kind: isResult ? 'result' : 'error', outcome: 'ignored' });
         span?.setAttribute('t2i.ignored', true);
@@ -364,33 +349,6 @@ export class Sink {
     } finally {
       span?.end();
     }
-  }
-
-  /** The state of a job that takes data, loading it from the bucket on first contact; undefined when the job is complete. */
-  private async jobForData(jobId: string): Promise<JobState | undefined> {
-    if (this.book.completed.has(jobId)) return undefined;
-    const job = this.book.state(jobId);
-    if (job.ready) return job;
-    job.loaded ??= this.loadJob(job).catch((error: unknown) => {
-      job.loaded = undefined;
-      throw error;
-    });
-    await job.loaded;
-    if (this.book.completed.has(jobId)) return undefined;
-    job.ready = true;
-    return job;
-  }
-
-  private async loadJob(job: JobState): Promise<void> {
-    const manifest = await retry(() => this.store.head(manifestKey(job.jobId)), this.parts.s3Retry('head manifest'));
-    if (manifest) {
-      this.completion.markCompleted(job.jobId);
-      // Its `completed` event may have been lost to a crash right after the manifest: the attempt re-publishes it.
-      this.completion.enqueue(job.jobId);
-      return;
-    }
-    const parts = await this.parts.list(job.jobId);
-    job.partLines = parts.reduce((sum, p) => sum + p.count, 0);
   }
 
   // ---------------------------------------------------------------- spill

@@ -1,4 +1,4 @@
-import { SpanKind, context as otelContext, trace, type Context } from '@opentelemetry/api';
+import { context as otelContext, trace, type Context } from '@opentelemetry/api';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -10,7 +10,7 @@ import { UndecodableMessages } from '../common/undecodable.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import type { ObjectStore } from '../common/object-store.ts';
-import { extractTraceContext, messagingAttributes, messagingSpanName, promptAttributes, tracer, withSpan } from '../common/telemetry.ts';
+import { extractTraceContext, startProcessSpan, tracer, withSpan } from '../common/telemetry.ts';
 import { generateWithRecovery, type ItemOutcome } from './batch-runner.ts';
 import type { GenerateRequest, ImageEngine } from './engine/index.ts';
 import { MicroBatcher } from './micro-batcher.ts';
@@ -109,22 +109,10 @@ export function createWorker(deps: WorkerDependencies): Worker {
       steps: request.steps ?? d.steps,
       guidance: request.guidance ?? d.guidance,
     };
-    const span = tracer().startSpan(
-      messagingSpanName({ operation: 'process', topic: where.topic }),
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          ...messagingAttributes({
-            operation: 'process',
-            topic: where.topic,
-            partition: where.partition,
-            offset: message.offset,
-            ...(message.key ? { key: message.key.toString('utf8') } : {}),
-            consumerGroup: options.groupId,
-          }),
-          ...promptAttributes(request),
-        },
-      },
+    const span = startProcessSpan(
+      { topic: where.topic, partition: where.partition, consumerGroup: options.groupId },
+      message,
+      request,
       parent,
     );
     return new Promise<boolean>((resolve) => {
