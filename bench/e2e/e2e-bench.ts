@@ -146,14 +146,18 @@ async function waitReady(service: Service): Promise<void> {
 }
 
 /** Sums of the worker metrics that say where the engine's time went (its own pacing, not a guess). */
-async function engineAccount(workers: Service[]): Promise<{ inference: number; starved: number; blocked: number }> {
-  const total = { inference: 0, starved: 0, blocked: 0 };
+async function engineAccount(
+  workers: Service[],
+): Promise<{ inference: number; starved: number; blocked: number; batches: number; batched: number }> {
+  const total = { inference: 0, starved: 0, blocked: 0, batches: 0, batched: 0 };
   for (const w of workers) {
     const text = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
     const read = (name: string) => Number(new RegExp(`^${name}(?:{[^}]*})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
     total.inference += read('t2i_worker_inference_seconds_sum');
     total.starved += read('t2i_worker_engine_starved_seconds_total');
     total.blocked += read('t2i_worker_engine_blocked_seconds_total');
+    total.batches += read('t2i_worker_batch_size_count');
+    total.batched += read('t2i_worker_batch_size_sum');
   }
   return total;
 }
@@ -292,6 +296,7 @@ try {
     inferenceShare: (accountAfter.inference - accountBefore.inference) / WORKERS / seconds,
     starvedShare: (accountAfter.starved - accountBefore.starved) / WORKERS / seconds,
     blockedShare: (accountAfter.blocked - accountBefore.blocked) / WORKERS / seconds,
+    meanBatch: (accountAfter.batched - accountBefore.batched) / (accountAfter.batches - accountBefore.batches),
   };
   const streamRate = big.images / (big.totalMs / 1000);
 
@@ -363,7 +368,7 @@ process.stdout.write(
     `| ${ROWS} | ${r.stream.imagesPerSecond.toFixed(1)} | ${r.engine.imagesPerSecond.toFixed(1)} | ${r.stream.ratioToEngine.toFixed(3)} |`,
     '',
     `worker engine time: ${Object.entries(r.stream.workerEngineTime)
-      .map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`)
+      .map(([k, v]) => (k === 'meanBatch' ? `mean batch ${v.toFixed(2)}` : `${k} ${(100 * v).toFixed(1)}%`))
       .join(', ')}`,
     '',
     `| CPU-ms per image | ${Object.keys(r.cpuMsPerImage).join(' | ')} |`,
