@@ -59,6 +59,7 @@ export class ObjectStore {
             bucket: config.bucket,
             forcePathStyle: config.forcePathStyle,
             credentials: this.client.config.credentials,
+            sha256: this.client.config.sha256,
           })
         : undefined;
   }

@@ -1,4 +1,4 @@
-import type { Admin, ConfigResourceTypes } from 'kafkajs';
+import type { Admin, ConfigResourceTypes, Message } from 'kafkajs';
 
 /** kafkajs's ConfigResourceTypes.TOPIC (its CommonJS build does not expose the enum as an ESM named export). */
 export const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
@@ -37,4 +37,17 @@ export function partitionByteBudget(tuningMaxPartitionBytes: number, limits: Rec
   let budget = tuningMaxPartitionBytes;
   for (const limit of Object.values(limits)) budget = Math.min(budget, limit - BATCH_MARGIN);
   return Math.max(budget, 1);
+}
+
+/** Bytes a message adds to a record batch besides key, value and headers (varints, attributes, deltas). */
+const RECORD_OVERHEAD = 24;
+
+const byteLength = (value: unknown) =>
+  value === null || value === undefined ? 0 : Buffer.isBuffer(value) ? value.length : Buffer.byteLength(String(value));
+
+/** Size of a message in a record batch, near enough for batching decisions: key, value, headers, overhead. */
+export function messageBytes(message: Message): number {
+  let size = RECORD_OVERHEAD + byteLength(message.value) + byteLength(message.key);
+  for (const [name, value] of Object.entries(message.headers ?? {})) size += Buffer.byteLength(name) + byteLength(value) + 2;
+  return size;
 }

@@ -13,16 +13,6 @@ export interface RequestBatcherOptions {
   onAcknowledged?: (messages: number) => void;
 }
 
-/** Bytes a message adds to a record batch besides key, value and headers (varints, attributes, deltas). */
-const RECORD_OVERHEAD = 24;
-
-/** Size of a message on the wire, near enough for batching decisions. */
-export function messageBytes(message: Message): number {
-  let size = RECORD_OVERHEAD + (message.value ? message.value.length : 0) + (message.key ? message.key.length : 0);
-  for (const [name, value] of Object.entries(message.headers ?? {})) size += name.length + (value ? String(value).length : 0) + 2;
-  return size;
-}
-
 /**
  * kafkajs's partitioner for messages that carry their partition (all of the batcher's): it returns that
  * partition at once. kafkajs's DefaultPartitioner, which takes over for a message without one, filters the

@@ -10,7 +10,7 @@ import type { TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
 import type { Kafka, Message } from 'kafkajs';
 import type { MessageProducer, OutgoingMessage } from '../common/message-producer.ts';
-import { BATCH_MARGIN, topicMaxMessageBytes } from '../common/topic-limits.ts';
+import { BATCH_MARGIN, messageBytes, topicMaxMessageBytes } from '../common/topic-limits.ts';
 import { promptDeadLetter, type ImageResult, type PromptRequest } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
 import { retry } from '../common/retry.ts';
@@ -72,14 +72,6 @@ export async function readMaxMessageBytes(kafka: Kafka, topic: string, logger: L
   } finally {
     await admin.disconnect().catch(() => {});
   }
-}
-
-/** Bytes one record takes in a record batch: key, value, headers, and the record's own varints and attributes. */
-export function recordBytes(message: Message): number {
-  const length = (v: unknown) => (v === null || v === undefined ? 0 : Buffer.isBuffer(v) ? v.length : Buffer.byteLength(String(v)));
-  let bytes = 24 + length(message.key) + length(message.value);
-  for (const [key, value] of Object.entries(message.headers ?? {})) bytes += 8 + Buffer.byteLength(key) + length(value);
-  return bytes;
 }
 
 /**
@@ -197,8 +189,8 @@ export function createPublisher(deps: PublisherDeps): (items: WorkItem[], outcom
       });
     };
     const limit = deps.resultsMaxMessageBytes();
-    const packed = limit === undefined ? { groups: [results], tooLarge: [] } : packRecords(results, (x) => recordBytes(x.encoded), limit);
-    for (const x of packed.tooLarge) tooLarge(x, `${recordBytes(x.encoded)} bytes, over its max.message.bytes of ${limit}`);
+    const packed = limit === undefined ? { groups: [results], tooLarge: [] } : packRecords(results, (x) => messageBytes(x.encoded), limit);
+    for (const x of packed.tooLarge) tooLarge(x, `${messageBytes(x.encoded)} bytes, over its max.message.bytes of ${limit}`);
     for (const group of packed.groups) await sendSplitting(topics.results, group, (x, error) => tooLarge(x, describeError(error)));
     await retry(
       () =>

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { test } from 'node:test';
 import { T2iError } from '../../services/common/errors.ts';
 import { ObjectStore, s3ClientConfig } from '../../services/common/object-store.ts';
-import { encodeKey } from '../../services/common/s3-put.ts';
+import { LeanPut, encodeKey } from '../../services/common/s3-put.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
 
 /** An ObjectStore on the SDK path: an injected client turns the lean PUT off. */
@@ -76,4 +77,39 @@ test('keys are encoded per segment, slashes kept, as S3 signs them', () => {
   assert.equal(encodeKey('a/b c/d+e'), 'a/b%20c/d%2Be');
   assert.equal(encodeKey("x!'()*y"), 'x%21%27%28%29%2Ay');
   assert.equal(encodeKey('ü'), '%C3%BC');
+});
+
+test('a keep-alive connection the server dropped while idle is replaced once, not reported as a failure', async () => {
+  // A server that answers the first request on each connection and resets the connection on the second.
+  const perSocket = new WeakMap<object, number>();
+  let requests = 0;
+  const server = http.createServer((request, response) => {
+    requests++;
+    const seen = (perSocket.get(request.socket) ?? 0) + 1;
+    perSocket.set(request.socket, seen);
+    if (seen > 1) {
+      request.socket.destroy();
+      return;
+    }
+    request.resume();
+    request.on('end', () => response.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const put = new LeanPut({
+    endpoint: `http://127.0.0.1:${port}`,
+    region: 'us-east-1',
+    bucket: 'b',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'k', secretAccessKey: 's' },
+    sha256: new S3Client({ region: 'us-east-1' }).config.sha256,
+  });
+  try {
+    await put.put('a.png', Buffer.from('a'), 'image/png');
+    await put.put('b.png', Buffer.from('b'), 'image/png'); // reuses the connection: reset, then sent again
+    assert.equal(requests, 3);
+  } finally {
+    put.close();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });

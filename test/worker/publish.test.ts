@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BATCH_MARGIN } from '../../services/common/topic-limits.ts';
-import { packRecords, recordBytes } from '../../services/worker/publish.ts';
+import { BATCH_MARGIN, messageBytes } from '../../services/common/topic-limits.ts';
+import { packRecords } from '../../services/worker/publish.ts';
 
 test('results are packed in order into sends under the limit; one that alone is over it is set apart', () => {
   const limit = BATCH_MARGIN + 100;
@@ -17,8 +17,8 @@ test('results are packed in order into sends under the limit; one that alone is 
 });
 
 test('a record is counted with its key, value and headers', () => {
-  const bare = recordBytes({ key: 'k', value: Buffer.alloc(100) });
-  const withHeader = recordBytes({ key: 'k', value: Buffer.alloc(100), headers: { traceparent: 'x'.repeat(55) } });
+  const bare = messageBytes({ key: 'k', value: Buffer.alloc(100) });
+  const withHeader = messageBytes({ key: 'k', value: Buffer.alloc(100), headers: { traceparent: 'x'.repeat(55) } });
   assert.ok(bare >= 101);
   assert.ok(withHeader >= bare + 'traceparent'.length + 55);
 });
