@@ -18,8 +18,6 @@ export class UndecodableMessages {
   constructor(
     private readonly service: string,
     private readonly logger: Logger,
-    /** Called with the number of paused partitions whenever it changes (a gauge). */
-    private readonly onBlockedCount: (count: number) => void,
   ) {}
 
   /**
@@ -31,7 +29,6 @@ export class UndecodableMessages {
     if (this.blocked.has(key)) return;
     const reason = describeError(error);
     this.blocked.set(key, reason);
-    this.onBlockedCount(this.blocked.size);
     this.logger.error(
       { topic, partition, offset: message.offset, schema: headersToStrings(message.headers)[SCHEMA_HEADER] ?? null, err: reason },
       `${this.service}: cannot decode a message: ${topic}/${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: run a t2i version that knows this schema (upgrade the ${this.service}); it continues from this offset`,

@@ -6,13 +6,14 @@
  * arrive without any event (orphans).
  */
 import { randomBytes } from 'node:crypto';
-import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { AvroCodec } from '../common/avro.ts';
-import type { TopicNames } from '../common/config.ts';
+import type { KafkaConfig, TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
 import { JOB_ID_PATTERN, type JobEvent } from '../common/messages.ts';
 import type { ObjectStore } from '../common/object-store.ts';
+import { PartitionConsumer } from '../common/partition-consumer.ts';
 import { retry } from '../common/retry.ts';
 import type { JobBook } from './job-book.ts';
 import type { JobParts } from './job-parts.ts';
@@ -20,6 +21,7 @@ import { deleteOpenJob, readOpenJobs, writeOpenJob } from './open-jobs.ts';
 
 export interface JobEventsDeps {
   kafka: Kafka;
+  kafkaConfig: KafkaConfig;
   codec: AvroCodec;
   store: ObjectStore;
   parts: JobParts;
@@ -36,14 +38,12 @@ export interface JobEventsDeps {
   kick: () => void;
   /** Forgets a complete job. */
   markCompleted: (jobId: string) => void;
-  /** An undecodable event: the caller pauses nothing itself; this reader pauses the partition. */
-  onUndecodable: (topic: string, partition: number, message: KafkaMessage) => void;
-  isBlocked: (topic: string, partition: number) => boolean;
-  onCrash: (error: Error, restart: boolean) => void;
+  /** An undecodable event (this reader pauses its partition): for the service's metrics. */
+  onUndecodable: (topic: string) => void;
 }
 
 export class JobEvents {
-  private consumer: Consumer | undefined;
+  private consumer: PartitionConsumer | undefined;
   private caughtUpFlag = false;
   private resolveCaughtUp: () => void = () => {};
   /** Resolves once the events have been read up to where the topic was at start. */
@@ -70,41 +70,55 @@ export class JobEvents {
   async start(): Promise<void> {
     const { deps } = this;
     // A private group that never commits: every start re-reads the (small, one-partition) jobs topic.
-    const consumer = deps.kafka.consumer({
+    const consumer = new PartitionConsumer({
+      kafka: deps.kafka,
+      kafkaConfig: deps.kafkaConfig,
+      logger: deps.logger,
+      service: 'sink job events',
       groupId: `${deps.groupId}-jobs-${randomBytes(6).toString('hex')}`,
-      sessionTimeout: deps.sessionTimeoutMs,
+      topics: [deps.topics.jobs],
+      sessionTimeoutMs: deps.sessionTimeoutMs,
       maxWaitTimeInMs: deps.maxWaitTimeInMs,
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (event) => deps.onCrash(event.payload.error, event.payload.restart));
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+      awaitEffects: false,
+      commitIntervalMs: 0,
+      commits: false,
+      onUndecodable: (topic) => deps.onUndecodable(topic),
       // Fallback for a topic whose high watermark is never reached by a data message (e.g. a trailing
       // transaction marker): quiet for a while after joining means caught up.
-      this.armIdleTimer();
+      onJoin: () => this.armIdleTimer(),
     });
-    await consumer.connect();
-    await consumer.subscribe({ topic: deps.topics.jobs, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ topic, partition, message }) => {
-        if (deps.isBlocked(topic, partition)) return;
-        if (!this.handle(message)) {
-          deps.onUndecodable(topic, partition, message);
-          consumer.pause([{ topic, partitions: [partition] }]);
+    this.consumer = consumer;
+    await consumer.start(async (batch) => {
+      for (const message of batch.messages) {
+        if (batch.shouldStop()) return;
+        const undecodable = this.handle(message);
+        if (undecodable) {
+          batch.block(message, undecodable.error);
           return;
         }
-        const target = this.targets.get(partition);
+        batch.track(message.offset, true);
+        const target = this.targets.get(batch.partition);
         if (target !== undefined && BigInt(message.offset) + 1n >= target) {
-          this.targets.delete(partition);
+          this.targets.delete(batch.partition);
           if (this.targets.size === 0) this.markCaughtUp();
         }
         if (!this.caughtUpFlag) this.armIdleTimer();
-      },
+      }
     });
   }
 
+  /** Rejects when the job-events consumer stopped for good. */
+  get done(): Promise<void> {
+    return this.consumer?.done ?? Promise.resolve();
+  }
+
+  /** Partitions paused on an event this version cannot decode. */
+  get pausedPartitions(): number {
+    return this.consumer?.pausedPartitions ?? 0;
+  }
+
   async disconnect(): Promise<void> {
-    await this.consumer?.disconnect();
+    await this.consumer?.stop();
   }
 
   private armIdleTimer(): void {
@@ -122,16 +136,16 @@ export class JobEvents {
     this.resolveCaughtUp();
   }
 
-  /** false: the event cannot be decoded (the caller pauses the jobs partition). */
-  private handle(message: KafkaMessage): boolean {
+  /** Applies one event; returns the error of an event it cannot decode (the caller pauses the partition). */
+  private handle(message: KafkaMessage): { error: unknown } | undefined {
     const { book, logger } = this.deps;
     let event: JobEvent;
     try {
       event = this.deps.codec.decode('JobEvent', message.value, message.headers);
-    } catch {
-      return false;
+    } catch (error) {
+      return { error };
     }
-    if (!JOB_ID_PATTERN.test(event.jobId)) return true;
+    if (!JOB_ID_PATTERN.test(event.jobId)) return undefined;
     switch (event.type) {
       case 'started':
         if (book.completed.has(event.jobId)) {
@@ -162,7 +176,7 @@ export class JobEvents {
         }
         break;
     }
-    return true;
+    return undefined;
   }
 
   // ---------------------------------------------------------------- open-jobs ledger (open-jobs.ts)

@@ -1,10 +1,10 @@
-import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { AvroCodec } from '../common/avro.ts';
-import { UndecodableMessages } from '../common/undecodable.ts';
+import { PartitionConsumer, type PartitionBatch } from '../common/partition-consumer.ts';
 import { topicNames, type TopicNames } from '../common/config.ts';
-import { T2iError, describeError } from '../common/errors.ts';
+import { describeError } from '../common/errors.ts';
 import { ensureTopics, topicLayout } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
@@ -51,13 +51,11 @@ export class Sink {
   private readonly parts: JobParts;
   private readonly events: JobEvents;
   private readonly completion: Completion;
-  private dataConsumer?: Consumer;
-  private readonly undecodable: UndecodableMessages;
+  private dataConsumer?: PartitionConsumer;
   private readonly spill: Spill;
   private serialTail: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private dataJoined = false;
   private closing: Promise<void> | undefined;
   private doneResolve: () => void = () => {};
   private doneReject: (error: unknown) => void = () => {};
@@ -76,10 +74,10 @@ export class Sink {
     this.lifecycle = new Lifecycle(deps.logger);
     this.metrics = createSinkMetrics(deps.registry ?? new Registry(), () => this.stats());
     this.parts = new JobParts(deps.store, deps.logger, this.options.mergeFanIn);
-    this.undecodable = new UndecodableMessages('sink', deps.logger, (count) => this.metrics.blocked.set(count));
     const isStopping = () => this.stopping;
     this.events = new JobEvents({
       kafka: deps.kafka,
+      kafkaConfig: deps.config.kafka,
       codec: deps.codec,
       store: deps.store,
       parts: this.parts,
@@ -94,9 +92,7 @@ export class Sink {
       enqueue: (jobId) => this.completion.enqueue(jobId),
       kick: () => this.completion.kick(),
       markCompleted: (jobId) => this.completion.markCompleted(jobId),
-      onUndecodable: (topic, partition, message) => this.block(topic, partition, message, new Error('undecodable job event')),
-      isBlocked: (topic, partition) => this.undecodable.isBlocked(topic, partition),
-      onCrash: (error, restart) => this.onCrash('jobs', error, restart),
+      onUndecodable: () => this.metrics.blocked.set(this.pausedPartitions()),
     });
     this.spill = new Spill({
       book: this.book,
@@ -105,8 +101,8 @@ export class Sink {
       logger: deps.logger,
       metrics: this.metrics,
       uploadConcurrency: this.options.uploadConcurrency,
-      commit: async (offsets) => {
-        await this.dataConsumer?.commitOffsets(offsets);
+      commit: async () => {
+        await this.dataConsumer?.commitSettled();
       },
       enqueue: (jobId) => this.completion.enqueue(jobId),
     });
@@ -138,7 +134,12 @@ export class Sink {
 
   /** Ready: the results/errors consumer joined its group and the job events have been read up to where they were at start. */
   isReady(): boolean {
-    return this.getState() === 'RUNNING' && this.dataJoined && this.events.isCaughtUp() && this.undecodable.count === 0;
+    return (
+      this.getState() === 'RUNNING' &&
+      this.dataConsumer?.isReady() === true &&
+      this.events.isCaughtUp() &&
+      this.events.pausedPartitions === 0
+    );
   }
 
   stats(): SinkStats {
@@ -150,7 +151,7 @@ export class Sink {
       bufferedMessages: this.book.bufferedMessages,
       bufferedBytes: this.book.bufferedBytes,
       partsWritten: this.spill.partsWritten,
-      blockedPartitions: this.undecodable.count,
+      blockedPartitions: this.pausedPartitions(),
     };
   }
 
@@ -168,6 +169,7 @@ export class Sink {
       }
       await this.producer.connect();
       await this.events.start();
+      this.events.done.catch((error: unknown) => this.doneReject(error));
       await this.startDataConsumer();
       this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs);
       this.timer.unref();
@@ -203,8 +205,8 @@ export class Sink {
         // logged by the loop
       }
       await Promise.all(
-        [this.dataConsumer, this.events].map((consumer) =>
-          consumer?.disconnect().catch((error: unknown) => {
+        [this.dataConsumer?.stop(), this.events.disconnect()].map((stopped) =>
+          stopped?.catch((error: unknown) => {
             this.logger.warn({ err: error }, `sink: consumer disconnect failed: ${describeError(error)}`);
           }),
         ),
@@ -218,37 +220,34 @@ export class Sink {
   // ---------------------------------------------------------------- consumers
 
   private async startDataConsumer(): Promise<void> {
-    const consumer = this.deps.kafka.consumer({
+    this.dataConsumer = new PartitionConsumer({
+      kafka: this.deps.kafka,
+      kafkaConfig: this.config.kafka,
+      logger: this.logger,
+      service: 'sink',
       groupId: this.options.groupId,
-      sessionTimeout: this.options.sessionTimeoutMs,
-      heartbeatInterval: Math.min(3000, Math.floor(this.options.sessionTimeoutMs / 3)),
+      topics: [this.topics.results, this.topics.errors],
+      sessionTimeoutMs: this.options.sessionTimeoutMs,
       // Smaller fetches than kafkajs's 10 MB: each fetched message becomes several objects until its batch is done.
       maxBytes: 2 * 1024 * 1024,
       maxBytesPerPartition: 512 * 1024,
       maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
+      // Offsets are committed after the spill that holds their messages (spill.ts), not per batch.
+      awaitEffects: false,
+      commitIntervalMs: 0,
+      lag: this.metrics.lag,
+      onUndecodable: (topic) => {
+        this.metrics.messages.inc({ kind: topic === this.topics.results ? 'result' : 'error', outcome: 'undecodable' });
+        this.metrics.blocked.set(this.pausedPartitions());
+      },
     });
-    this.dataConsumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
-      this.dataJoined = true;
-    });
-    consumer.on(consumer.events.CRASH, (event) => {
-      this.dataJoined = false;
-      this.onCrash('results', event.payload.error, event.payload.restart);
-    });
-    await consumer.connect();
-    // fromBeginning applies only to a group without committed offsets: a new sink group reads everything.
-    await consumer.subscribe({ topics: [this.topics.results, this.topics.errors], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false, // offsets are committed after the spill that holds their messages (see flush)
-      eachBatchAutoResolve: false,
-      eachBatch: (payload) => this.handleBatch(payload),
-    });
+    this.dataConsumer.done.catch((error: unknown) => this.doneReject(error));
+    await this.dataConsumer.start((batch) => this.handleBatch(batch));
   }
 
-  private onCrash(which: string, error: Error, restart: boolean): void {
-    this.logger.error({ err: error, restart }, `sink: ${which} consumer crashed${restart ? ' (restarting)' : ''}: ${describeError(error)}`);
-    if (!restart && !this.stopping)
-      this.doneReject(new T2iError('KAFKA_UNAVAILABLE', `sink ${which} consumer stopped: ${describeError(error)}`, { cause: error }));
+  /** Partitions paused on a message this version cannot decode, in both consumers. */
+  private pausedPartitions(): number {
+    return (this.dataConsumer?.pausedPartitions ?? 0) + this.events.pausedPartitions;
   }
 
   // ---------------------------------------------------------------- ingest
@@ -260,50 +259,43 @@ export class Sink {
     return run;
   }
 
-  private async handleBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch } = payload;
-    if (this.stopping || this.undecodable.isBlocked(batch.topic, batch.partition)) return;
-    this.metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
+  private async handleBatch(batch: PartitionBatch): Promise<void> {
     await this.serial(async () => {
       let spillSoon = false;
       let last: string | undefined;
-      // Offsets are noted (and resolved) before each spill and at the end, not per message: fewer allocations.
-      const note = () => {
-        if (last === undefined) return;
-        this.spill.noteOffset({ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() });
-        payload.resolveOffset(last);
+      // Offsets are tracked before each spill and at the end, not per message: fewer allocations.
+      const track = () => {
+        if (last !== undefined) batch.track(last, this.spill.spilled());
+        last = undefined;
       };
       for (const message of batch.messages) {
-        if (this.stopping || !payload.isRunning() || payload.isStale()) break;
+        if (this.stopping || batch.shouldStop()) break;
         // Bounded memory: spill before taking more. A failed spill throws, and kafkajs fetches this
-        // batch again from the first offset not resolved.
+        // batch again from the first offset not tracked.
         if (this.book.bufferedMessages >= this.options.maxBufferedMessages || this.book.bufferedBytes >= this.options.maxBufferedBytes) {
-          note();
-          await this.spill.flush(payload.heartbeat);
+          track();
+          await this.spill.flush(batch.heartbeat);
           spillSoon = false;
         }
-        const outcome = await this.ingest(batch.topic, batch.partition, message);
-        if (outcome === 'blocked') {
-          payload.pause();
+        let outcome: boolean;
+        try {
+          outcome = await this.ingest(batch.topic, batch.partition, message);
+        } catch (error) {
+          if (!(error instanceof Undecodable)) throw error;
+          batch.block(message, error.cause);
           break;
         }
         spillSoon = outcome || spillSoon;
         last = message.offset;
       }
-      note();
+      track();
       // A job that may now be complete is spilled at once rather than at the next tick.
-      if (spillSoon && !this.stopping) await this.spill.flush(payload.heartbeat);
+      if (spillSoon && !this.stopping) await this.spill.flush(batch.heartbeat);
     });
-    await payload.heartbeat();
   }
 
-  /** An undecodable message: its partition pauses (services/common/undecodable.ts). */
-  private block(topic: string, partition: number, message: KafkaMessage, error: unknown): void {
-    this.undecodable.block(topic, partition, message, error);
-  }
-
-  /** Buffers one result or dead letter; true when its job may now be complete, 'blocked' when undecodable. */
-  private async ingest(topic: string, partition: number, message: KafkaMessage): Promise<boolean | 'blocked'> {
+  /** Buffers one result or dead letter; true when its job may now be complete. Throws Undecodable. */
+  private async ingest(topic: string, partition: number, message: KafkaMessage): Promise<boolean> {
     const isResult = topic === this.topics.results;
     let value: ImageResult | DeadLetter;
     try {
@@ -311,9 +303,7 @@ export class Sink {
         ? this.codec.decode('ImageResult', message.value, message.headers)
         : this.codec.decode('DeadLetter', message.value, message.headers);
     } catch (error) {
-      this.metrics.messages.inc({ kind: isResult ? 'result' : 'error', outcome: 'undecodable' });
-      this.block(topic, partition, message, error);
-      return 'blocked';
+      throw new Undecodable(error);
     }
     if (!JOB_ID_PATTERN.test(value.jobId) || !Number.isSafeInteger(value.row) || value.row < 1) {
       this.metrics.messages.inc({ kind: isResult ? 'result' : 'error', outcome: 'invalid' });
@@ -368,6 +358,13 @@ export class Sink {
       }
     }
     this.events.tick();
+  }
+}
+
+/** A result or dead letter this version cannot decode: its partition pauses (services/common/undecodable.ts). */
+class Undecodable extends Error {
+  constructor(cause: unknown) {
+    super('undecodable message', { cause });
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Spilling: every job's buffered lines become one sorted, de-duplicated part in the bucket, and only then
- * are the offsets of everything ingested so far committed (a committed offset never covers a message that
- * is only in memory). A failed spill puts the lines back and keeps the offsets, so nothing is lost.
+ * does the effect that the consumer tracks for everything ingested so far resolve, so their offsets get
+ * committed (a committed offset never covers a message that is only in memory). A failed spill puts the
+ * lines back and leaves the effect pending until a later spill succeeds, so nothing is lost.
  */
 import type { Logger } from 'pino';
 import { describeError } from '../common/errors.ts';
@@ -12,12 +13,6 @@ import type { JobParts } from './job-parts.ts';
 import { sortAndDedupe } from './merge.ts';
 import type { createSinkMetrics } from './sink-metrics.ts';
 
-export interface PendingOffset {
-  topic: string;
-  partition: number;
-  offset: string;
-}
-
 export interface SpillDeps {
   book: JobBook;
   parts: JobParts;
@@ -25,25 +20,32 @@ export interface SpillDeps {
   logger: Logger;
   metrics: ReturnType<typeof createSinkMetrics>;
   uploadConcurrency: number;
-  /** Commits consumed offsets (after the parts that hold their messages are in the bucket). */
-  commit: (offsets: PendingOffset[]) => Promise<void>;
+  /** Commits the offsets whose effects have resolved (the partition consumer's commitSettled). */
+  commit: () => Promise<void>;
   /** A job that may now be complete. */
   enqueue: (jobId: string) => void;
 }
 
 export class Spill {
-  private readonly pendingOffsets = new Map<string, PendingOffset>();
+  /** Resolves true once everything buffered up to now is in the bucket; undefined: nothing waits. */
+  private pending: { promise: Promise<boolean>; resolve: (spilled: boolean) => void } | undefined;
   partsWritten = 0;
 
   constructor(private readonly deps: SpillDeps) {}
 
-  /** The next offset to commit for a partition, once what came before it is spilled. */
-  noteOffset(offset: PendingOffset): void {
-    this.pendingOffsets.set(`${offset.topic}:${offset.partition}`, offset);
+  /** The effect of messages ingested now: it resolves when the spill that holds them is in the bucket. */
+  spilled(): Promise<boolean> {
+    if (!this.pending) {
+      let resolve: (spilled: boolean) => void = () => {};
+      const promise = new Promise<boolean>((r) => (resolve = r));
+      this.pending = { promise, resolve };
+    }
+    return this.pending.promise;
   }
 
+  /** Messages wait for a spill before their offsets can be committed. */
   hasPendingOffsets(): boolean {
-    return this.pendingOffsets.size > 0;
+    return this.pending !== undefined;
   }
 
   /**
@@ -62,8 +64,8 @@ export class Spill {
     }
     book.bufferedMessages = 0;
     book.bufferedBytes = 0;
-    const offsets = [...this.pendingOffsets.values()];
-    this.pendingOffsets.clear();
+    const waiting = this.pending;
+    this.pending = undefined;
     const failed: { job: JobState; lines: string[] }[] = [];
     let firstError: unknown;
     await forEachLimited(work, this.deps.uploadConcurrency, async ({ job, lines }) => {
@@ -96,19 +98,15 @@ export class Spill {
         book.bufferedMessages += lines.length;
         book.bufferedBytes += bytes;
       }
-      for (const o of offsets) {
-        const id = `${o.topic}:${o.partition}`;
-        if (!this.pendingOffsets.has(id)) this.pendingOffsets.set(id, o);
-      }
+      // Their effect resolves with the next spill that succeeds (flushes never overlap: serial()).
+      if (waiting) this.pending = waiting;
       throw firstError;
     }
-    if (offsets.length > 0) {
-      try {
-        await this.deps.commit(offsets);
-      } catch (error) {
-        // The messages are safe in the bucket; an uncommitted offset only means duplicates after a restart.
-        logger.warn({ err: error }, `sink: offset commit failed (messages will be re-read, then de-duplicated): ${describeError(error)}`);
-      }
+    if (waiting) {
+      waiting.resolve(true);
+      // A failed commit is logged by the consumer: the messages are safe in the bucket, and are only
+      // read again (then de-duplicated) after a restart.
+      await this.deps.commit();
     }
     for (const { job } of work) if (job.produced && !book.completed.has(job.jobId)) this.deps.enqueue(job.jobId);
   }

@@ -1,12 +1,12 @@
 import { context as otelContext, trace, type Context } from '@opentelemetry/api';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { topicNames, type Config, type TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
 import { headersToStrings, kafkaUnavailable } from '../common/kafka.ts';
+import { PartitionConsumer, type PartitionBatch } from '../common/partition-consumer.ts';
 import type { AvroCodec } from '../common/avro.ts';
-import { UndecodableMessages } from '../common/undecodable.ts';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import type { ObjectStore } from '../common/object-store.ts';
@@ -42,11 +42,6 @@ export interface Worker {
   readonly done: Promise<void>;
 }
 
-const isRebalance = (error: unknown) =>
-  /REBALANCE_IN_PROGRESS|NOT_COORDINATOR|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|rebalancing/i.test(
-    `${(error as { type?: string }).type ?? ''} ${(error as Error).message}`,
-  );
-
 /**
  * The GPU consumer. Prompts flow: Kafka fetch → admission (bounded in-flight) → micro-batcher (same
  * shape, up to maxBatch or maxWaitMs) → engine (one pass at a time) → PNG encode + upload + publish
@@ -58,10 +53,9 @@ export function createWorker(deps: WorkerDependencies): Worker {
   const metrics = createWorkerMetrics(deps.registry);
   const lifecycle = new Lifecycle(logger);
   const producer = new MessageProducer(kafka, codec);
-  let consumer: Consumer | undefined;
+  let consumer: PartitionConsumer | undefined;
   /** max.message.bytes of the results topic, read at start (undefined if the broker would not say). */
   let resultsMaxMessageBytes: number | undefined;
-  let joined = false;
   let draining = false;
   // The engine's preferred batch size is known once its model is loaded (start()).
   let maxBatch = options.maxBatch ?? 4;
@@ -142,76 +136,26 @@ export function createWorker(deps: WorkerDependencies): Worker {
     releaseSlot();
   }
 
-  // A prompt it cannot decode pauses its partition (services/common/undecodable.ts: never skipped or dead-lettered).
-  const undecodable = new UndecodableMessages('worker', logger, (count) => metrics.blockedPartitions.set(count));
-  function blockPartition(topic: string, partition: number, message: KafkaMessage, error: unknown): void {
-    metrics.undecodable.inc({ service: 'worker', topic });
-    undecodable.block(topic, partition, message, error);
-  }
-
-  async function eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
-    metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
-    let rebalancing = false;
-    // Long batches on a GPU take many seconds: keep the group session alive while we wait.
-    const beat = setInterval(() => {
-      heartbeat().catch((error: unknown) => {
-        if (isRebalance(error)) rebalancing = true;
-      });
-    }, 2000);
-    let chain: Promise<void> = Promise.resolve();
-    let lastCommit = Date.now();
-    let toCommit: string | undefined;
-    const commit = async () => {
-      if (toCommit === undefined) return;
-      const offset = toCommit;
-      toCommit = undefined;
+  /** Takes a fetched batch's prompts while there is room; each offset is committed after its outcome is durable. */
+  async function takeBatch(batch: PartitionBatch): Promise<void> {
+    const stopTaking = () => draining || fatal !== undefined || batch.shouldStop();
+    for (const message of batch.messages) {
+      if (stopTaking()) break;
+      if (!(await admission.acquire(stopTaking))) break;
+      inFlight++;
+      metrics.inFlight.set(inFlight);
+      let durable: Promise<boolean>;
       try {
-        await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }] });
+        durable = toWorkItem(message, batch, extractTraceContext(message.headers));
       } catch (error) {
-        // A commit lost in a rebalance only means another worker may redo these prompts: the image keys
-        // are deterministic and the sink de-duplicates, so the outcome stays exact.
-        logger.warn({ err: describeError(error), partition: batch.partition }, 'offset commit failed (prompts may be redone)');
+        // A prompt it cannot decode pauses its partition (services/common/undecodable.ts: never skipped or dead-lettered).
+        releaseSlot();
+        batch.block(message, error);
+        break;
       }
-    };
-    let abandoned = false;
-    const stopTaking = () =>
-      draining || fatal !== undefined || rebalancing || !isRunning() || isStale() || undecodable.isBlocked(batch.topic, batch.partition);
-    try {
-      for (const message of batch.messages) {
-        if (stopTaking()) break;
-        if (!(await admission.acquire(stopTaking))) break;
-        inFlight++;
-        metrics.inFlight.set(inFlight);
-        let done: Promise<boolean>;
-        try {
-          done = toWorkItem(message, batch, extractTraceContext(message.headers));
-        } catch (error) {
-          releaseSlot();
-          blockPartition(batch.topic, batch.partition, message, error);
-          payload.pause();
-          break;
-        }
-        // Offsets are resolved strictly in order, each only after its image is uploaded and its result
-        // acknowledged by the broker: a commit never covers a prompt whose outcome could still be lost.
-        chain = chain
-          .then(() => done)
-          .then(async (durable) => {
-            // After an abandoned prompt nothing later in this partition may be committed either.
-            if (!durable) abandoned = true;
-            if (abandoned) return;
-            resolveOffset(message.offset);
-            toCommit = (BigInt(message.offset) + 1n).toString();
-            if (Date.now() - lastCommit > 1000) {
-              lastCommit = Date.now();
-              await commit();
-            }
-          });
-      }
-      await chain;
-      await commit();
-    } finally {
-      clearInterval(beat);
+      // Committed strictly in order, each only after its image is uploaded and its result acknowledged by
+      // the broker: a commit never covers a prompt whose outcome could still be lost.
+      batch.track(message.offset, durable);
     }
   }
 
@@ -294,37 +238,30 @@ export function createWorker(deps: WorkerDependencies): Worker {
       throw kafkaUnavailable(config.kafka, error);
     }
     resultsMaxMessageBytes = await readMaxMessageBytes(kafka, topics.results, logger);
-    consumer = kafka.consumer({
+    consumer = new PartitionConsumer({
+      kafka,
+      kafkaConfig: config.kafka,
+      logger,
+      service: 'worker',
       groupId: options.groupId,
-      sessionTimeout: options.sessionTimeoutMs,
-      rebalanceTimeout: Math.max(60_000, options.sessionTimeoutMs * 2),
-      heartbeatInterval: 3000,
+      topics: [topics.prompts],
+      sessionTimeoutMs: options.sessionTimeoutMs,
+      rebalanceTimeoutMs: Math.max(60_000, options.sessionTimeoutMs * 2),
       maxBytesPerPartition: options.maxBytesPerPartition,
       maxWaitTimeInMs: 250,
-      allowAutoTopicCreation: false,
-    });
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      joined = true;
-      logger.info({ memberId: event.payload.memberId, assignment: event.payload.memberAssignment }, 'joined consumer group');
-    });
-    consumer.on(consumer.events.CRASH, (event) => {
-      joined = false;
-      logger.error({ err: describeError(event.payload.error), restart: event.payload.restart }, 'consumer crashed');
-    });
-    try {
-      await consumer.connect();
-    } catch (error) {
-      throw kafkaUnavailable(config.kafka, error);
-    }
-    await consumer.subscribe({ topic: topics.prompts, fromBeginning: true });
-    inferenceLoop = runInference();
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
       // Every assigned partition feeds the one batcher at once, so batches mix partitions.
       partitionsConsumedConcurrently: 64,
-      eachBatch,
+      awaitEffects: true,
+      commitIntervalMs: 1000,
+      lag: metrics.lag,
+      onUndecodable: (topic, paused) => {
+        metrics.undecodable.inc({ service: 'worker', topic });
+        metrics.blockedPartitions.set(paused);
+      },
     });
+    consumer.done.catch((error: unknown) => abandon(error, [], 'the Kafka consumer stopped for good'));
+    inferenceLoop = runInference();
+    await consumer.start(takeBatch);
     lifecycle.transition('RUNNING');
     logger.info(
       {
@@ -359,7 +296,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     batcher.drain();
     if (inFlight > 0 && fatal === undefined) await new Promise<void>((resolve) => (idle = resolve));
     // eachBatch calls return once their last offsets are committed; disconnect waits for them, then leaves the group.
-    await consumer?.disconnect();
+    await consumer?.stop();
     batcher.close();
     await inferenceLoop;
     await producer.disconnect();
@@ -369,7 +306,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     start,
     close: () => lifecycle.close(drain),
     getState: () => lifecycle.getState(),
-    isReady: () => lifecycle.getState() === 'RUNNING' && joined && fatal === undefined && undecodable.count === 0,
+    isReady: () => lifecycle.getState() === 'RUNNING' && consumer?.isReady() === true && fatal === undefined,
     metrics,
     done,
   };
