@@ -24,7 +24,8 @@ import { createFluxPipeline, type FluxPipeline } from '../../services/worker/eng
 import { EngineThread } from '../../services/worker/engine-thread.ts';
 import { workerOptionsFromEnv } from '../../services/worker/options.ts';
 import { createWorker } from '../../services/worker/worker.ts';
-import { collectUntil, sendPrompts } from '../../test/helpers/kafka-collect.ts';
+import { sendPrompts } from '../../test/helpers/send-prompts.ts';
+import { watchTopic } from '../../test/helpers/topic-reader.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const { values } = parseArgs({
@@ -83,18 +84,17 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
   const start = performance.now();
   await worker.start();
   const firsts = new Map<string, number>();
-  await collectUntil(
-    kafka,
-    codec,
-    topics.results,
-    'ImageResult',
+  const results = await watchTopic(kafka, codec, topics.results, 'ImageResult', { closeAfterTests: false });
+  await results.until(
+    `${N} distinct results`,
     (all) => {
-      const last = all[all.length - 1]?.value;
-      if (last && !firsts.has(`${last.row}/${last.promptIndex}`)) firsts.set(`${last.row}/${last.promptIndex}`, last.createdAt);
+      for (const { value } of all)
+        if (!firsts.has(`${value.row}/${value.promptIndex}`)) firsts.set(`${value.row}/${value.promptIndex}`, value.createdAt);
       return firsts.size >= N;
     },
-    { timeoutMs: 600_000 },
+    600_000,
   );
+  await results.close();
   // Steady-state rate from the results' publish times: group join and the first batch are not counted.
   const times = [...firsts.values()].sort((a, b) => a - b);
   const seconds = ((times[times.length - 1] ?? 0) - (times[0] ?? 0)) / 1000;

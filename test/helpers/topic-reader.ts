@@ -122,20 +122,27 @@ export interface TopicWatch<T> {
   readonly records: TopicRecord<T>[];
   /** Resolves when `done(records)` holds; rejects after `timeoutMs` with `what` and the count seen. */
   until(what: string, done: (records: TopicRecord<T>[]) => boolean, timeoutMs?: number): Promise<TopicRecord<T>[]>;
+  /** Stops following (done by itself when the calling test file ends, unless `closeAfterTests` is false). */
+  close(): Promise<void>;
 }
 
-/** Follows `topic` from the beginning with its own consumer group until the test file ends. */
+/**
+ * Follows `topic` from the beginning with its own consumer group until the test file ends (or `close()`:
+ * benchmarks, which run outside node:test, pass `closeAfterTests: false`).
+ */
 export async function watchTopic<N extends MessageName>(
   kafka: Kafka,
   codec: AvroCodec,
   topic: string,
   name: N,
+  options: { closeAfterTests?: boolean } = {},
 ): Promise<TopicWatch<MessageTypes[N]>> {
   const records: TopicRecord<MessageTypes[N]>[] = [];
   const listeners = new Set<() => void>();
   const consumer = kafka.consumer({ groupId: randomName('watch-'), maxWaitTimeInMs: 100 });
   await consumer.connect();
-  after(() => consumer.disconnect());
+  const close = () => consumer.disconnect();
+  if (options.closeAfterTests !== false) after(close);
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ message, partition }) => {
@@ -158,5 +165,5 @@ export async function watchTopic<N extends MessageName>(
       listeners.add(check);
       check();
     });
-  return { records, until };
+  return { records, until, close };
 }

@@ -4,54 +4,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
-import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import { AvroCodec, SCHEMA_HEADER } from '../../services/common/avro.ts';
 import { headersToStrings } from '../../services/common/kafka.ts';
-import { retry } from '../../services/common/retry.ts';
 import type { DeadLetter, JobEvent, PromptRequest } from '../../services/common/messages.ts';
 import { produceJob } from '../../services/producer/produce-job.ts';
 import { deriveSeed } from '../../services/producer/seeds.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
+import { readTopicMessages as readTopic } from '../helpers/topic-reader.ts';
 
 const codec = new AvroCodec();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 't2i-produce-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** Every message of a topic: the high watermarks say how many there are, so nothing is timed. */
-async function readTopic(kafka: Kafka, topic: string): Promise<KafkaMessage[]> {
-  const admin = kafka.admin();
-  await admin.connect();
-  let expected: number;
-  try {
-    // Fresh topics on a loaded machine may answer "not hosted" for a moment: retry that, nothing else.
-    const offsets = await retry(() => admin.fetchTopicOffsets(topic), { attempts: 6, initialMs: 250, retryOn: () => true });
-    expected = offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
-  } finally {
-    await admin.disconnect();
-  }
-  if (expected === 0) return [];
-  const consumer = kafka.consumer({ groupId: randomName('g-') });
-  await consumer.connect();
-  const messages: KafkaMessage[] = [];
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`read ${messages.length} of ${expected} messages of ${topic} within 60 s`)), 60_000);
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          messages.push(message);
-          if (messages.length === expected) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return messages;
-}
 
 function decodeAll<N extends 'PromptRequest' | 'DeadLetter' | 'JobEvent'>(name: N, messages: KafkaMessage[]) {
   return messages.map((m) => {

@@ -2,7 +2,6 @@
 import type { Readable } from 'node:stream';
 import { after } from 'node:test';
 import { AvroCodec } from '../../services/common/avro.ts';
-import { headersToStrings } from '../../services/common/kafka.ts';
 import { silentLogger } from '../../services/common/logger.ts';
 import { MessageProducer } from '../../services/common/message-producer.ts';
 import type { JobEvent } from '../../services/common/messages.ts';
@@ -11,6 +10,7 @@ import type { SinkOptions } from '../../services/sink/options.ts';
 import { createSink, type Sink } from '../../services/sink/sink.ts';
 import type { FailedJobManifest, JobManifest } from '../../services/sink/types.ts';
 import { randomName, type TestEnv } from '../helpers/env.ts';
+import { watchTopic } from '../helpers/topic-reader.ts';
 
 /** An ObjectStore that records the order in which objects were completely written. */
 export class RecordingStore extends ObjectStore {
@@ -113,38 +113,12 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, ms: number
   }
 }
 
-/** Collects the env's job events (from the beginning) as they arrive. */
-export async function watchJobEvents(
-  env: TestEnv,
-): Promise<{ events: JobEvent[]; next: (match: (e: JobEvent) => boolean) => Promise<JobEvent> }> {
-  const codec = new AvroCodec();
-  const events: JobEvent[] = [];
-  const listeners = new Set<() => void>();
-  const consumer = env.kafka.consumer({ groupId: randomName('watch-') });
-  await consumer.connect();
-  await consumer.subscribe({ topic: env.topics.jobs, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      events.push(codec.decode('JobEvent', message.value, headersToStrings(message.headers)));
-      for (const l of listeners) l();
-    },
-  });
-  after(() => consumer.disconnect());
-  const next = (match: (e: JobEvent) => boolean) =>
-    withTimeout(
-      new Promise<JobEvent>((resolve) => {
-        const check = () => {
-          const found = events.find(match);
-          if (found) {
-            listeners.delete(check);
-            resolve(found);
-          }
-        };
-        listeners.add(check);
-        check();
-      }),
-      40_000,
-      'job event not seen',
-    );
-  return { events, next };
+/** Follows the env's job events (from the beginning); `next` waits for the first one that matches. */
+export async function watchJobEvents(env: TestEnv): Promise<{ next: (match: (e: JobEvent) => boolean) => Promise<JobEvent> }> {
+  const watch = await watchTopic(env.kafka, new AvroCodec(), env.topics.jobs, 'JobEvent');
+  const next = async (match: (e: JobEvent) => boolean) => {
+    const records = await watch.until('the job event', (all) => all.some((r) => match(r.value)), 40_000);
+    return records.find((r) => match(r.value))!.value;
+  };
+  return { next };
 }

@@ -10,12 +10,12 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { AvroCodec } from '../../services/common/avro.ts';
-import { headersToStrings } from '../../services/common/kafka.ts';
 import { silentLogger } from '../../services/common/logger.ts';
 import type { ImageResult } from '../../services/common/messages.ts';
 import { PACKAGE_ROOT } from '../../services/common/paths.ts';
 import { produceJob } from '../../services/producer/produce-job.ts';
 import { createTestEnv, randomName, type TestEnv } from '../helpers/env.ts';
+import { watchTopic } from '../helpers/topic-reader.ts';
 import { startSink, withTimeout } from '../sink/sink-harness.ts';
 
 const ROWS = 360;
@@ -52,37 +52,15 @@ function startWorker(
   return { child, exited, stderr: () => stderr };
 }
 
-/** Every result as it arrives, and a way to wait for a condition on them. */
+/** Every result as it arrives (a live view), and a way to wait for a condition on them. */
 async function watchResults(
   t: TestEnv,
-): Promise<{ results: ImageResult[]; until: (what: string, done: (all: ImageResult[]) => boolean) => Promise<void> }> {
-  const codec = new AvroCodec();
-  const results: ImageResult[] = [];
-  const listeners = new Set<() => void>();
-  const consumer = t.kafka.consumer({ groupId: randomName('watch-results-'), maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  await consumer.subscribe({ topic: t.topics.results, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      results.push(codec.decode('ImageResult', message.value, headersToStrings(message.headers)));
-      for (const listener of listeners) listener();
-    },
-  });
-  after(() => consumer.disconnect());
-  const until = (what: string, done: (all: ImageResult[]) => boolean) =>
-    withTimeout(
-      new Promise<void>((resolve) => {
-        const check = () => {
-          if (!done(results)) return;
-          listeners.delete(check);
-          resolve();
-        };
-        listeners.add(check);
-        check();
-      }),
-      90_000,
-      `timed out waiting for ${what} (${results.length} results so far)`,
-    );
+): Promise<{ results: () => ImageResult[]; until: (what: string, done: (all: ImageResult[]) => boolean) => Promise<void> }> {
+  const watch = await watchTopic(t.kafka, new AvroCodec(), t.topics.results, 'ImageResult');
+  const results = () => watch.records.map((r) => r.value);
+  const until = async (what: string, done: (all: ImageResult[]) => boolean) => {
+    await watch.until(what, (records) => done(records.map((r) => r.value)));
+  };
   return { results, until };
 }
 
@@ -121,21 +99,23 @@ test('a worker added mid-job and one removed mid-job (SIGTERM): output.jsonl has
   await until('results from the second worker', (all) => all.some((r) => r.worker === 'second'));
 
   // Leave: SIGTERM the first worker while the job is still running; it drains and exits cleanly.
-  const doneWhenStopped = distinctRows(results);
+  const doneWhenStopped = distinctRows(results());
   assert.ok(doneWhenStopped < ROWS, `the job was still running when the first worker was stopped (${doneWhenStopped}/${ROWS})`);
   first.child.kill('SIGTERM');
   assert.equal(await first.exited, 0, `first worker drained and exited 0; stderr: ${first.stderr()}`);
-  const stoppedAt = results.length;
+  const stoppedAt = results().length;
 
   const manifest = await withTimeout(running.completion(jobId), 120_000, `job ${jobId} did not complete`);
   assert.equal(manifest.counts.rows, ROWS);
   assert.equal(manifest.counts.images, ROWS);
   assert.equal(manifest.counts.errors, 0);
   assert.ok(
-    results.slice(stoppedAt).some((r) => r.worker === 'second'),
+    results()
+      .slice(stoppedAt)
+      .some((r) => r.worker === 'second'),
     'the second worker took over the first one’s partitions',
   );
-  assert.ok(distinctRows(results.filter((r) => r.worker === 'first')) < ROWS, 'the first worker did not do the whole job');
+  assert.ok(distinctRows(results().filter((r) => r.worker === 'first')) < ROWS, 'the first worker did not do the whole job');
 
   const output = (await t.store.get(`jobs/${jobId}/output.jsonl`))?.toString('utf8');
   assert.ok(output !== undefined, 'output.jsonl written');

@@ -19,7 +19,7 @@ import {
 } from '../../services/worker/engine/index.ts';
 import { injectTraceHeaders, registerTelemetryBasics } from '../../services/common/telemetry.ts';
 import { createTestEnv, randomName } from '../helpers/env.ts';
-import { sendPrompts } from '../helpers/kafka-collect.ts';
+import { sendPrompts } from '../helpers/send-prompts.ts';
 import { readTopic, topicSize, waitForCommitted, watchTopic, type TopicRecord } from '../helpers/topic-reader.ts';
 import { startTestWorker } from '../helpers/worker.ts';
 import { imageKey } from '../../services/common/bucket-layout.ts';
