@@ -15,7 +15,7 @@ const { values } = parseArgs({ options: { 'latency-ms': { type: 'string' }, 'max
 const latencyMs = Number(values['latency-ms']);
 if (!Number.isFinite(latencyMs) || latencyMs < 0) throw new Error('--latency-ms <ms> is required');
 const config = loadConfig();
-const options = workerOptionsFromEnv({ ...process.env, T2I_MAX_BATCH: values['max-batch'] });
+const options = workerOptionsFromEnv(process.env, { maxBatch: Number(values['max-batch']) });
 await runWorkerService(config, options, (logger) => {
   logger.warn({ latencyMs }, 'benchmark worker: inference replaced by a fixed per-batch delay; images are flat grey');
   return new FixedLatencyEngine(latencyMs, undefined, Math.max(8, options.maxBatch ?? 8));

@@ -78,7 +78,7 @@ async function workerRound(round: number): Promise<{ rate: number; p50: number; 
   });
   await engine.load();
   await engine.generate([{ prompt: 'warm-up', seed: 1 }]);
-  const options = { ...workerOptionsFromEnv({ T2I_MAX_BATCH: String(BATCH) }), groupId: `bench-${round}-${Date.now()}` };
+  const options = { ...workerOptionsFromEnv({}, { maxBatch: BATCH }), groupId: `bench-${round}-${Date.now()}` };
   const registry = new Registry();
   const worker = createWorker({ config, options, kafka, store, engine, codec, logger: silentLogger(), registry });
   const start = performance.now();

@@ -1,4 +1,4 @@
-import { type Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig, type Config } from '../common/config.ts';
 
 /** Flags shared by the commands that talk to Kafka and S3; each overrides its environment variable. */
@@ -33,4 +33,14 @@ export function configFromFlags(flags: ConnectionFlags, env: NodeJS.ProcessEnv =
       T2I_HTTP_PORT: flags.httpPort,
     },
   });
+}
+
+/** A commander argument parser for a whole number in `min..max` (a bad value is a usage error, exit 2). */
+export function intArg(min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`expected a whole number in ${min}..${max}`);
+    return n;
+  };
 }

@@ -1,10 +1,10 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { AvroCodec } from '../common/avro.ts';
 import { createKafka } from '../common/kafka.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { runService } from '../common/service-runtime.ts';
 import { createSink } from '../sink/sink.ts';
-import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
+import { addConnectionOptions, configFromFlags, intArg, type ConnectionFlags } from './common-options.ts';
 
 interface SinkFlags extends ConnectionFlags {
   group?: string;
@@ -14,11 +14,7 @@ interface SinkFlags extends ConnectionFlags {
   orphanJobMs?: number;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
+const positiveInt = intArg(1);
 
 /** `t2i sink`: the long-running sink service behind the service runtime (health, metrics, SIGTERM drain). */
 export function registerSinkCommands(program: Command): void {

@@ -1,10 +1,10 @@
 import { Option, type Command } from 'commander';
-import { workerOptionsFromEnv } from '../worker/options.ts';
-import { addConnectionOptions, configFromFlags, type ConnectionFlags } from './common-options.ts';
+import { MAX_BATCH_RANGE, MAX_WAIT_MS_RANGE, workerOptionsFromEnv } from '../worker/options.ts';
+import { addConnectionOptions, configFromFlags, intArg, type ConnectionFlags } from './common-options.ts';
 
 interface WorkerFlags extends ConnectionFlags {
-  maxBatch?: string;
-  maxWaitMs?: string;
+  maxBatch?: number;
+  maxWaitMs?: number;
 }
 
 export function registerWorkerCommands(program: Command): void {
@@ -13,15 +13,22 @@ export function registerWorkerCommands(program: Command): void {
     .option('--model <dir>', 'model directory (T2I_MODEL)')
     .option('--provider <name>', 'cpu | cuda | tensorrt (T2I_EXECUTION_PROVIDER)')
     .option('--http-port <port>', 'health/metrics port (T2I_HTTP_PORT)')
-    .addOption(new Option('--max-batch <n>', 'prompts per engine pass').env('T2I_MAX_BATCH'))
-    .addOption(new Option('--max-wait-ms <ms>', 'longest wait for batch-mates').env('T2I_MAX_WAIT_MS'))
+    .addOption(
+      new Option('--max-batch <n>', 'prompts per engine pass')
+        .env('T2I_MAX_BATCH')
+        .argParser(intArg(MAX_BATCH_RANGE.min, MAX_BATCH_RANGE.max)),
+    )
+    .addOption(
+      new Option('--max-wait-ms <ms>', 'longest wait for batch-mates')
+        .env('T2I_MAX_WAIT_MS')
+        .argParser(intArg(MAX_WAIT_MS_RANGE.min, MAX_WAIT_MS_RANGE.max)),
+    )
     .action(async (flags: WorkerFlags) => {
       const config = configFromFlags(flags);
-      // The flags (commander already took their environment variables) are validated with the rest.
-      const options = workerOptionsFromEnv({
-        ...process.env,
-        ...(flags.maxBatch !== undefined ? { T2I_MAX_BATCH: flags.maxBatch } : {}),
-        ...(flags.maxWaitMs !== undefined ? { T2I_MAX_WAIT_MS: flags.maxWaitMs } : {}),
+      // Commander parsed and checked the flags (and their environment variables); the rest comes from the environment.
+      const options = workerOptionsFromEnv(process.env, {
+        ...(flags.maxBatch !== undefined ? { maxBatch: flags.maxBatch } : {}),
+        ...(flags.maxWaitMs !== undefined ? { maxWaitMs: flags.maxWaitMs } : {}),
       });
       // Loaded here, not at start-up: the engine brings onnxruntime, tokenizers and sharp, which no other command needs.
       const [{ createEngine }, { runWorkerService }] = await Promise.all([

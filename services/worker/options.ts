@@ -26,14 +26,22 @@ export interface WorkerOptions {
   graceMs: number;
 }
 
-export function workerOptionsFromEnv(env: Env): WorkerOptions {
+/** The limits of the options a command line may also set (the CLI checks its flags against them). */
+export const MAX_BATCH_RANGE = { min: 1, max: 256 } as const;
+export const MAX_WAIT_MS_RANGE = { min: 0, max: 600_000 } as const;
+
+/**
+ * The worker's options from its environment, validated (every bad variable named at once). `flags` are
+ * values a command line already parsed and checked (`t2i worker --max-batch`): they win over the environment.
+ */
+export function workerOptionsFromEnv(env: Env, flags: { maxBatch?: number; maxWaitMs?: number } = {}): WorkerOptions {
   const read = new EnvReader(env);
-  const maxBatch = read.raw('T2I_MAX_BATCH') === undefined ? undefined : read.int('T2I_MAX_BATCH', 4, { min: 1, max: 256 });
+  const maxBatch = flags.maxBatch ?? (read.raw('T2I_MAX_BATCH') === undefined ? undefined : read.int('T2I_MAX_BATCH', 4, MAX_BATCH_RANGE));
   const options: WorkerOptions = {
     groupId: read.string('T2I_WORKER_GROUP', 't2i-workers'),
     workerId: read.string('T2I_WORKER_ID', `${os.hostname()}-${process.pid}`),
     maxBatch,
-    maxWaitMs: read.int('T2I_MAX_WAIT_MS', 25, { min: 0, max: 600_000 }),
+    maxWaitMs: flags.maxWaitMs ?? read.int('T2I_MAX_WAIT_MS', 25, MAX_WAIT_MS_RANGE),
     pipelineDepth: read.int('T2I_PIPELINE_DEPTH', 2, { min: 1, max: 64 }),
     maxAttempts: read.int('T2I_MAX_ATTEMPTS', 3, { min: 1, max: 20 }),
     maxBytesPerPartition: read.int('T2I_FETCH_MAX_BYTES_PER_PARTITION', 256 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),

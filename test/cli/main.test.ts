@@ -20,3 +20,15 @@ test('t2i --version prints the package version; exit codes: 0 ok, 2 usage and co
   assert.equal(badConfig.code, 2, badConfig.stderr);
   assert.match(badConfig.stderr, /T2I_LOG_LEVEL/);
 });
+
+test('t2i worker: flags are parsed by the command line (a bad flag or its variable is a usage error naming it); the rest of the environment is validated at start', async () => {
+  const badFlag = await runCli(['worker', '--max-batch', '0']);
+  assert.equal(badFlag.code, 2, badFlag.stderr);
+  assert.match(badFlag.stderr, /--max-batch <n>' argument '0' is invalid/);
+  const badVariable = await runCli(['worker'], { env: { T2I_MAX_WAIT_MS: 'soon' } });
+  assert.equal(badVariable.code, 2, badVariable.stderr);
+  assert.match(badVariable.stderr, /value 'soon' from env 'T2I_MAX_WAIT_MS' is invalid/);
+  const badOther = await runCli(['worker', '--max-batch', '4'], { env: { T2I_PIPELINE_DEPTH: '0' } });
+  assert.equal(badOther.code, 2, badOther.stderr);
+  assert.match(badOther.stderr, /T2I_PIPELINE_DEPTH="0"/);
+});
