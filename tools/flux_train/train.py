@@ -91,6 +91,7 @@ TRANSFORMER_CONFIG = dict(
 # unconditional velocity, which true classifier-free guidance (diffusers FluxPipeline's true_cfg_scale with
 # an empty negative prompt) needs at sampling time. TRUE_CFG_SCALE is the default written to t2i.json.
 UNCOND_PROB = 0.1
+FG_MARGIN_PX = 4
 TRUE_CFG_SCALE = 4.0
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
 DEFAULT_STEPS = 16  # chosen on examples/shapes-validation.jsonl with true_cfg_scale 4 (tools/flux_train/README.md)
@@ -307,7 +308,20 @@ def sample(model: TextToImage, vae: AutoencoderKL, lat_stats, prompts: list[str]
     return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool):
+def foreground_masks(all_scenes) -> torch.Tensor:
+    """[N, 16, 16]: 1 on the latent cells within a few pixels of each scene's shape (its disc plus a margin)."""
+    cells = (torch.arange(16) + 0.5) * (scenes.WIDTH / 16)
+    out = torch.zeros(len(all_scenes), 16, 16)
+    for i, sc in enumerate(all_scenes):
+        col, row = scenes.GRAMMAR["positions"][sc.position]["cell"]
+        cx = scenes.GRAMMAR["cellCentres"][col] + sc.dx
+        cy = scenes.GRAMMAR["cellCentres"][row] + sc.dy
+        r = scenes.GRAMMAR["sizes"][sc.size]["radius"] + FG_MARGIN_PX
+        out[i] = (((cells[None, :] - cx) ** 2 + (cells[:, None] - cy) ** 2) <= r * r).float()
+    return out
+
+
+def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None):
     model = TextToImage(clip_cfg, t5_vocab)
     params = [
         {"params": model.transformer.parameters(), "lr": 5e-4},
@@ -322,12 +336,19 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         opt.load_state_dict(state["opt"])
         start = state["step"]
         history["transformer"] = state["history"]
+    elif init_from:
+        # Fine-tuning: the weights of another run, a fresh optimizer and schedule.
+        model.load_state_dict(torch.load(init_from, weights_only=False)["model"])
+        log(f"transformer: initialised from {init_from}")
     if start >= steps:
         return model.eval()
     clip, t5, clip_eos = toks
     lat_all = data["latents"].float()
     lat_all = (lat_all - data["shift"]) * data["scale"]
     n = lat_all.shape[0]
+    # Foreground weighting: the shape covers a few percent of the image, so an unweighted loss is mostly
+    # about the flat background; cells near the shape weigh 1 + fg_weight.
+    masks = foreground_masks(data["scenes"]) if fg_weight > 0 else None
     rng = random.Random(SEED + 300 + start)
     gen = torch.Generator().manual_seed(SEED + 301 + start)
     img_ids, txt_ids = ids_grid(8, 8), torch.zeros(MAX_SEQUENCE_LENGTH, 3)
@@ -348,7 +369,12 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
         pooled, hidden = model.encode(c_ids, t_ids)
         v = model.velocity(xt, t, pooled, hidden, img_ids, txt_ids)
-        loss = ((v - (noise - x0)) ** 2).mean()
+        err = (v - (noise - x0)) ** 2
+        if masks is not None:
+            w = 1 + fg_weight * pack(masks[idx][:, None].expand(-1, LATENT_CHANNELS, -1, -1).contiguous())
+            loss = (w * err).sum() / w.sum()
+        else:
+            loss = err.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -513,6 +539,8 @@ def main():
     ap.add_argument("--scenes", type=int, default=16384, help="training images (rendered once, encoded once)")
     ap.add_argument("--steps", type=int, default=9000, help="transformer steps")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--fg-weight", type=float, default=0.0, help="extra loss weight on the latent cells near the shape (0: plain mean)")
+    ap.add_argument("--init-from", default=None, help="start the transformer from this transformer.pt's weights (fine-tuning)")
     ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
     args = ap.parse_args()
     if args.pilot:
@@ -542,7 +570,7 @@ def main():
     write_reconstructions(os.path.join(args.work, "vae-reconstructions.png"), vae)
     data = timed("latents", lambda: encode_training_set(ck, vae, args.scenes))
     log(f"latents: shift {data['shift']:.4f} scale {data['scale']:.4f}")
-    model = timed("transformer", lambda: train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot))
+    model = timed("transformer", lambda: train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from))
     write_loss_curve(os.path.join(args.work, "loss.png"), history)
     timed("export", lambda: export(model, vae, data, args.out, args.name, report))
     write_grid(os.path.join(args.work, "grid.png"), model, vae, data, toks, 24)
