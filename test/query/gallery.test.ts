@@ -121,5 +121,37 @@ test('gallery: pick a job, search a prompt, open the detail view with image and 
   await page.waitForFunction(() => document.querySelector('#detail-prompt')?.textContent === 'a bowl of ramen, studio light, variant #3');
   assert.equal(await field('seed'), '3001');
 
+  // A slow answer never blocks or pollutes what was asked after it: search the complete job and, while
+  // that answer is held back, switch to the running job (under load the old page showed it empty forever).
+  await page.keyboard.press('Escape');
+  await page.locator('#detail').waitFor({ state: 'hidden' });
+  await page.locator('.job').nth(0).click();
+  await page.waitForFunction(() => document.querySelectorAll('.card').length === 15);
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let markHeld: () => void = () => {};
+  const held = new Promise<void>((resolve) => (markHeld = resolve));
+  const isRows = (u: URL) => u.pathname.endsWith('/rows');
+  await page.route(
+    isRows,
+    async (route) => {
+      markHeld();
+      await gate;
+      await route.continue();
+    },
+    { times: 1 },
+  );
+  await page.fill('#q', 'ramen');
+  await page.press('#q', 'Enter');
+  await held;
+  await page.locator('.job').nth(1).click();
+  await page.waitForFunction(() => document.querySelectorAll('.card').length === 4);
+  const staleAnswer = page.waitForEvent('requestfinished', (request) => isRows(new URL(request.url())));
+  release();
+  await staleAnswer;
+  // The page handles the answer in the tasks after it arrived; one more task there, then look.
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)));
+  assert.equal(await page.locator('.card').count(), 4, 'the held-back search added nothing to the running job');
+
   assert.deepEqual(problems, []);
 });

@@ -11,6 +11,8 @@ const state = {
   q: '',
   cursor: undefined,
   loading: false,
+  /** Bumped by every reload (another job, another search): answers to an older one are dropped. */
+  generation: 0,
   jobsCursor: undefined,
   cards: 0,
 };
@@ -143,6 +145,9 @@ async function selectJob(jobId) {
 }
 
 async function reload() {
+  // A load still in flight for the previous job or search must neither block this one nor add its cards here.
+  state.generation++;
+  state.loading = false;
   state.cursor = undefined;
   state.cards = 0;
   $('grid').textContent = '';
@@ -155,6 +160,8 @@ async function loadMore() {
   if (!state.job || state.loading) return;
   state.loading = true;
   const job = state.job;
+  const generation = state.generation;
+  const stale = () => state.job !== job || state.generation !== generation;
   try {
     let added = 0;
     let pages = 0;
@@ -164,13 +171,13 @@ async function loadMore() {
       if (state.cursor) query.set('cursor', state.cursor);
       if (job.status === 'running') {
         const page = await api(`${jobPath(job.jobId)}/images?${query}`);
-        if (state.job !== job) return;
+        if (stale()) return;
         for (const image of page.images) added += addCard({ row: image.row, k: image.k, prompt: undefined, view: undefined });
         state.cursor = page.nextCursor;
       } else {
         if (state.q) query.set('q', state.q);
         const page = await api(`${jobPath(job.jobId)}/rows?${query}`);
-        if (state.job !== job) return;
+        if (stale()) return;
         for (const row of page.rows) {
           for (const image of row.images) {
             if (image.row === null || image.k === null) continue;
@@ -194,9 +201,9 @@ async function loadMore() {
         : `${state.cards} image${state.cards === 1 ? '' : 's'} shown`,
     );
   } catch (error) {
-    setStatus(`error: ${error.message}`);
+    if (!stale()) setStatus(`error: ${error.message}`);
   } finally {
-    state.loading = false;
+    if (state.generation === generation) state.loading = false;
   }
 }
 
