@@ -136,6 +136,9 @@ export class PartitionConsumer {
       ...(o.maxBytesPerPartition !== undefined ? { maxBytesPerPartition: o.maxBytesPerPartition } : {}),
       maxWaitTimeInMs: o.maxWaitTimeInMs,
       allowAutoTopicCreation: false,
+      // kafkajs restarts a crashed consumer on a timer; a crash while stopping (e.g. its topics deleted)
+      // would otherwise restart it after stop() and keep the process alive forever.
+      retry: { retries: 5, restartOnFailure: async () => !this.stopping },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {

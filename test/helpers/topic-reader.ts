@@ -139,9 +139,18 @@ export async function watchTopic<N extends MessageName>(
 ): Promise<TopicWatch<MessageTypes[N]>> {
   const records: TopicRecord<MessageTypes[N]>[] = [];
   const listeners = new Set<() => void>();
-  const consumer = kafka.consumer({ groupId: randomName('watch-'), maxWaitTimeInMs: 100 });
+  let closing = false;
+  // No restart after close: a crash then (its topic deleted by the test's cleanup) would restart it forever.
+  const consumer = kafka.consumer({
+    groupId: randomName('watch-'),
+    maxWaitTimeInMs: 100,
+    retry: { retries: 5, restartOnFailure: async () => !closing },
+  });
   await consumer.connect();
-  const close = () => consumer.disconnect();
+  const close = () => {
+    closing = true;
+    return consumer.disconnect();
+  };
   if (options.closeAfterTests !== false) after(close);
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
