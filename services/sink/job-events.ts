@@ -88,6 +88,7 @@ export class JobEvents {
       autoCommit: false,
       eachMessage: async ({ topic, partition, message }) => {
         if (deps.isBlocked(topic, partition)) return;
+        await deps.codec.loadWriterSchemas([message]);
         if (!this.handle(message)) {
           deps.onUndecodable(topic, partition, message);
           consumer.pause([{ topic, partitions: [partition] }]);

@@ -263,6 +263,7 @@ export class Sink {
   private async handleBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
     if (this.stopping || this.undecodable.isBlocked(batch.topic, batch.partition)) return;
+    await this.codec.loadWriterSchemas(batch.messages);
     this.metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
     await this.serial(async () => {
       let spillSoon = false;

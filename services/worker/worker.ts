@@ -177,6 +177,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
     let abandoned = false;
     const stopTaking = () =>
       draining || fatal !== undefined || rebalancing || !isRunning() || isStale() || undecodable.isBlocked(batch.topic, batch.partition);
+    await codec.loadWriterSchemas(batch.messages);
     try {
       for (const message of batch.messages) {
         if (stopTaking()) break;
