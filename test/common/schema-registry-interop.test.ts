@@ -23,11 +23,20 @@ import { openCodec, type MessageName, type MessageTypes } from '../../services/c
 import { loadConfig } from '../../services/common/config.ts';
 import { MessageProducer } from '../../services/common/message-producer.ts';
 import type { DeadLetter, ImageResult, JobEvent, PromptRequest } from '../../services/common/messages.ts';
+import { createKafka } from '../../services/common/kafka.ts';
+import { silentLogger } from '../../services/common/logger.ts';
+import { ObjectStore } from '../../services/common/object-store.ts';
 import { PACKAGE_ROOT, SCHEMAS_DIR } from '../../services/common/paths.ts';
+import { produceJob } from '../../services/producer/produce-job.ts';
+import { createSink } from '../../services/sink/sink.ts';
+import { createFluxPipeline } from '../../services/worker/engine/index.ts';
+import { workerOptionsFromEnv } from '../../services/worker/options.ts';
+import { createWorker } from '../../services/worker/worker.ts';
+import { Registry } from 'prom-client';
 import { unframeConfluent } from '../../services/common/schema-registry.ts';
 import { schemaRegistryDown, schemaRegistryUp, type SchemaRegistryOptions } from '../../services/stack/schema-registry.ts';
 import { stackOptionsFromEnv } from '../../services/stack/stack.ts';
-import { createTestEnv } from '../helpers/env.ts';
+import { createTestEnv, randomName } from '../helpers/env.ts';
 import { readTopicMessages } from '../helpers/topic-reader.ts';
 
 const run = promisify(execFile);
@@ -298,4 +307,103 @@ test('confluent-kafka (Python) writes through the registry, an older JobEvent sc
   const writerSymbols = (avro.Type.forSchema(JSON.parse(schema) as avro.Schema) as avro.types.RecordType).field('type')
     ?.type as avro.types.EnumType;
   assert.ok(!writerSymbols.symbols.includes('unknown'), 'the writer schema was JobEvent v1');
+});
+
+test('a fleet mid-switch: the producer writes the Confluent format, a worker and the sink in the default format read it via the registry', async (t) => {
+  if ('skip' in client) return t.skip(client.skip);
+  const env = await createTestEnv({ promptPartitions: 2, extraEnv: { T2I_SCHEMA_REGISTRY_URL: registryUrl } });
+  const readers = env.config; // header format, registry known: what a service not yet switched runs with
+  const writer = loadConfig({ ...process.env, ...env.env, T2I_WIRE_FORMAT: 'confluent' });
+  const logger = silentLogger();
+  const engine = createFluxPipeline({ modelDirectory: readers.model.dir });
+  const workerStore = new ObjectStore(readers.s3);
+  const worker = createWorker({
+    config: readers,
+    options: { ...workerOptionsFromEnv({ T2I_MAX_WAIT_MS: '20' }), workerId: 'sr-1', groupId: randomName('workers-') },
+    kafka: createKafka(readers.kafka, logger),
+    store: workerStore,
+    engine,
+    codec: await openCodec(readers),
+    logger,
+    registry: new Registry(),
+  });
+  await worker.start();
+  let completed: (jobId: string) => void = () => {};
+  const done = new Promise<string>((resolve) => (completed = resolve));
+  const sink = createSink({
+    config: readers,
+    logger,
+    kafka: createKafka(readers.kafka, logger),
+    store: env.store,
+    codec: await openCodec(readers),
+    registry: new Registry(),
+    groupId: randomName('sink-'),
+    flushIntervalMs: 300,
+    onJobCompleted: (manifest) => completed(manifest.jobId),
+  });
+  await sink.start();
+  after(async () => {
+    await sink.close();
+    await worker.close();
+    await engine.close();
+    workerStore.close();
+  });
+  const input = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sr-job-')), 'prompts.jsonl');
+  fs.writeFileSync(
+    input,
+    [
+      '{"id":"a","prompt":"a red fox"}',
+      '{"id":"b","prompts":["one bird","two birds"]}',
+      '{"id": broken',
+      '{"id":"c","prompt":"a lake"}',
+    ].join('\n'),
+  );
+  const summary = await produceJob({ config: writer, input, jobId: 'sr-job', logger });
+  assert.deepEqual([summary.rows, summary.prompts, summary.badRows], [3, 4, 1]);
+
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error('the job did not complete within 180 s: a reader could not decode the Confluent format')),
+      180_000,
+    );
+  });
+  try {
+    assert.equal(await Promise.race([done, stuck]), 'sr-job');
+  } finally {
+    clearTimeout(timer);
+  }
+  const output = (await env.store.get('jobs/sr-job/output.jsonl'))?.toString('utf8') ?? '';
+  const rows = output
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { id: string; images: string[] });
+  assert.deepEqual(
+    rows.map((r) => [r.id, r.images.length]),
+    [
+      ['a', 1],
+      ['b', 2],
+      ['c', 1],
+    ],
+  );
+  // What travelled: the producer's prompts, bad row and job events in the Confluent format; the worker's
+  // results and the sink's completion event in the header one.
+  const confluent = (m: { value: Buffer | null; headers?: Record<string, unknown> }) =>
+    m.headers?.['t2i-schema'] === undefined && unframeConfluent(m.value!) !== undefined;
+  for (const topic of [env.topics.prompts, env.topics.errors]) {
+    const messages = await readTopicMessages(env.kafka, topic);
+    assert.ok(messages.length > 0 && messages.every(confluent), `${topic}: Confluent format`);
+  }
+  const jobMessages = await readTopicMessages(env.kafka, env.topics.jobs);
+  assert.ok(jobMessages.filter(confluent).length >= 1, "the producer's job events: Confluent format");
+  assert.ok(
+    jobMessages.some((m) => !confluent(m)),
+    "the sink's completion event: header format",
+  );
+  const resultMessages = await readTopicMessages(env.kafka, env.topics.results);
+  assert.equal(resultMessages.length, 4);
+  assert.ok(
+    resultMessages.every((m) => m.headers?.['t2i-schema'] !== undefined),
+    'the worker wrote the default header format',
+  );
 });
