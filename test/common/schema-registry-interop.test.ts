@@ -364,7 +364,7 @@ test('a fleet mid-switch: the producer writes the Confluent format, a worker and
   let timer: NodeJS.Timeout | undefined;
   const stuck = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new Error('the job did not complete within 180 s: a reader could not decode the Confluent format')),
+      () => reject(new Error('the job did not complete within 90 s: a reader could not decode the Confluent format')),
       180_000,
     );
   });
