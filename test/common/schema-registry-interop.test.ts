@@ -365,7 +365,7 @@ test('a fleet mid-switch: the producer writes the Confluent format, a worker and
   const stuck = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new Error('the job did not complete within 90 s: a reader could not decode the Confluent format')),
-      180_000,
+      90_000,
     );
   });
   try {
