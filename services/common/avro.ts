@@ -121,7 +121,6 @@ export class AvroCodec {
           'SCHEMA_UNKNOWN',
           `T2I_WIRE_FORMAT=confluent: cannot register ${writer.file} under subject ${subject} at ${registry.url}: ${describeError(error)}. ` +
             'Start the schema registry or fix T2I_SCHEMA_REGISTRY_URL (or unset T2I_WIRE_FORMAT for the default t2i-schema header)',
-          { cause: error },
         );
       }
       ids.set(name, id);

@@ -5,7 +5,7 @@
  * Schemas are registered under the TopicNameStrategy subject `<topic>-value`.
  * Works with Confluent's registry and with compatible ones (Apicurio Registry under /apis/ccompat/v7).
  */
-import { T2iError } from './errors.ts';
+import { T2iError, describeError } from './errors.ts';
 
 /** First byte of a value in the Confluent wire format. */
 export const CONFLUENT_MAGIC_BYTE = 0;
@@ -105,8 +105,8 @@ export class HttpSchemaRegistry implements SchemaRegistry {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (error) {
-      throw new T2iError('SCHEMA_UNKNOWN', `schema registry unreachable: ${method} ${target}: ${(error as Error).message}`, {
-        cause: error,
+      // The reason is in the message (fetch's own is "fetch failed", the cause says why), not repeated as a cause.
+      throw new T2iError('SCHEMA_UNKNOWN', `schema registry unreachable: ${method} ${target}: ${describeError(error)}`, {
         retriable: true,
       });
     }
