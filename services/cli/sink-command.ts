@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { AvroCodec } from '../common/avro.ts';
+import { openCodec } from '../common/avro.ts';
 import { createKafka } from '../common/kafka.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { runService } from '../common/service-runtime.ts';
@@ -47,7 +47,7 @@ export function registerSinkCommands(program: Command): void {
           logger,
           kafka,
           store,
-          codec: new AvroCodec(),
+          codec: await openCodec(config),
           registry,
           ...(flags.group !== undefined ? { groupId: flags.group } : {}),
           ...(flags.flushIntervalMs !== undefined ? { flushIntervalMs: flags.flushIntervalMs } : {}),

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { stackDown, stackOptionsFromEnv, stackStatus, stackUp } from '../stack/stack.ts';
+import { schemaRegistryDown, schemaRegistryOptionsFromEnv, schemaRegistryUp } from '../stack/schema-registry.ts';
 import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
 import { createLogger } from '../common/logger.ts';
 import { ObjectStore } from '../common/object-store.ts';
@@ -11,13 +12,16 @@ export function registerStackCommands(program: Command): void {
   stack
     .command('up')
     .description('fetch (first run), start and wait for Kafka and s3proxy on loopback; create topics and bucket')
-    .action(async () => {
+    .option('--schema-registry', 'also a schema registry (Apicurio, Confluent-compatible API) for T2I_WIRE_FORMAT=confluent')
+    .action(async (opts: { schemaRegistry?: boolean }) => {
       await stackUp(stackOptionsFromEnv(), say);
+      if (opts.schemaRegistry) await schemaRegistryUp(schemaRegistryOptionsFromEnv(stackOptionsFromEnv()), say);
     });
   stack
     .command('down')
     .description('stop what `stack up` started')
     .action(async () => {
+      await schemaRegistryDown(schemaRegistryOptionsFromEnv(stackOptionsFromEnv()), say);
       await stackDown(stackOptionsFromEnv(), say);
     });
   addConnectionOptions(

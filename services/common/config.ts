@@ -54,8 +54,20 @@ export interface ModelConfig {
   readonly tensorrtCacheDir: string | undefined;
 }
 
+/** A Confluent-compatible schema registry (`T2I_SCHEMA_REGISTRY_URL`), e.g. Apicurio's http://host:8080/apis/ccompat/v7. */
+export interface SchemaRegistryConfig {
+  readonly url: string;
+  /** HTTP basic auth (`T2I_SCHEMA_REGISTRY_USER`, `T2I_SCHEMA_REGISTRY_PASSWORD`). */
+  readonly username?: string;
+  readonly password?: string;
+}
+
 export interface Config {
   readonly kafka: KafkaConfig;
+  /** How values are framed (`T2I_WIRE_FORMAT`): `header` (default, the t2i-schema header) or `confluent` (magic byte + registry id). */
+  readonly wireFormat: 'header' | 'confluent';
+  /** Set with `T2I_SCHEMA_REGISTRY_URL`: readers fetch unknown writer ids there; required by `T2I_WIRE_FORMAT=confluent`. */
+  readonly schemaRegistry?: SchemaRegistryConfig;
   readonly s3: S3Config;
   readonly model: ModelConfig;
   /** Port of the health/metrics server (`T2I_HTTP_PORT`); 0 picks a free port. Default 0 for CLI tools. */
@@ -84,6 +96,10 @@ export const CONFIG_VARIABLES = [
   'T2I_TOPIC_PREFIX',
   'T2I_PROMPT_PARTITIONS',
   'T2I_REPLICATION_FACTOR',
+  'T2I_WIRE_FORMAT',
+  'T2I_SCHEMA_REGISTRY_URL',
+  'T2I_SCHEMA_REGISTRY_USER',
+  'T2I_SCHEMA_REGISTRY_PASSWORD',
   'S3_ENDPOINT',
   'S3_REGION',
   'S3_BUCKET',
@@ -136,6 +152,27 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     replicationFactor: read.int('T2I_REPLICATION_FACTOR', 1, { min: 1, max: 100 }),
   };
 
+  const wireFormat = read.oneOf('T2I_WIRE_FORMAT', ['header', 'confluent'] as const, 'header');
+  const registryUrl = read.url('T2I_SCHEMA_REGISTRY_URL');
+  const registryUser = read.raw('T2I_SCHEMA_REGISTRY_USER');
+  const registryPassword = read.raw('T2I_SCHEMA_REGISTRY_PASSWORD');
+  if (wireFormat === 'confluent' && read.raw('T2I_SCHEMA_REGISTRY_URL') === undefined) {
+    read.problems.push('T2I_WIRE_FORMAT=confluent: also set T2I_SCHEMA_REGISTRY_URL (the registry base URL, e.g. http://127.0.0.1:8081)');
+  }
+  if ((registryUser !== undefined || registryPassword !== undefined) && read.raw('T2I_SCHEMA_REGISTRY_URL') === undefined) {
+    read.problems.push('T2I_SCHEMA_REGISTRY_USER / T2I_SCHEMA_REGISTRY_PASSWORD: set only with T2I_SCHEMA_REGISTRY_URL');
+  }
+  if ((registryUser === undefined) !== (registryPassword === undefined)) {
+    read.problems.push('T2I_SCHEMA_REGISTRY_USER / T2I_SCHEMA_REGISTRY_PASSWORD: set both, or neither');
+  }
+  const schemaRegistry: SchemaRegistryConfig | undefined =
+    registryUrl === undefined
+      ? undefined
+      : {
+          url: registryUrl,
+          ...(registryUser !== undefined && registryPassword !== undefined ? { username: registryUser, password: registryPassword } : {}),
+        };
+
   // `S3_ENDPOINT=aws` means AWS itself (the SDK's regional endpoints); unset means the local stack.
   const awsEndpoint = read.raw('S3_ENDPOINT')?.toLowerCase() === 'aws';
   const endpoint = awsEndpoint ? undefined : read.url('S3_ENDPOINT', 'http://127.0.0.1:9000');
@@ -174,6 +211,8 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const queryToken = read.raw('T2I_QUERY_TOKEN');
   const config: Config = {
     kafka,
+    wireFormat,
+    ...(schemaRegistry !== undefined ? { schemaRegistry } : {}),
     s3,
     model,
     httpPort: read.int('T2I_HTTP_PORT', 0, { min: 0, max: 65535 }),
@@ -229,5 +268,6 @@ export function redactConfig(config: Config): unknown {
     kafka: { ...config.kafka, ...(config.kafka.sasl ? { sasl: { ...config.kafka.sasl, password: '***' } } : {}) },
     s3: { ...config.s3, ...(config.s3.secretAccessKey !== undefined ? { secretAccessKey: '***' } : {}) },
     ...(config.queryToken !== undefined ? { queryToken: '***' } : {}),
+    ...(config.schemaRegistry?.password !== undefined ? { schemaRegistry: { ...config.schemaRegistry, password: '***' } } : {}),
   };
 }

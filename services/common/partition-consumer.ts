@@ -52,6 +52,8 @@ export interface PartitionConsumerOptions {
   onUndecodable?: (topic: string, pausedPartitions: number) => void;
   /** After every group join (e.g. to start a "caught up" timer). */
   onJoin?: () => void;
+  /** Runs before a batch is handed over (e.g. fetch the writer schemas its messages name from a registry). */
+  beforeBatch?: (messages: KafkaMessage[]) => Promise<void>;
 }
 
 /** One fetched batch of one partition, as a handler sees it. */
@@ -180,6 +182,7 @@ export class PartitionConsumer {
     const { topic, partition } = batch;
     if (this.stopping || this.undecodable.isBlocked(topic, partition)) return;
     this.options.lag?.set({ topic, partition: String(partition) }, Number(batch.offsetLag()));
+    await this.options.beforeBatch?.(batch.messages);
     let rebalancing = false;
     const beat = setInterval(
       () =>

@@ -31,7 +31,7 @@ export class UndecodableMessages {
     this.blocked.set(key, reason);
     this.logger.error(
       { topic, partition, offset: message.offset, schema: headersToStrings(message.headers)[SCHEMA_HEADER] ?? null, err: reason },
-      `${this.service}: cannot decode a message: ${topic}/${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: run a t2i version that knows this schema (upgrade the ${this.service}); it continues from this offset`,
+      `${this.service}: cannot decode a message (${reason}): ${topic}/${partition} paused at offset ${message.offset}, nothing after it committed, not ready. Fix: for a schema this version does not know, upgrade the ${this.service}; for a schema registry it could not reach, fix the registry and restart the ${this.service}; it continues from this offset`,
     );
   }
 

@@ -1,6 +1,6 @@
 import type { Kafka, Message } from 'kafkajs';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type SpanContext } from '@opentelemetry/api';
-import { AvroCodec, SCHEMA_HEADER } from '../common/avro.ts';
+import { openCodec, type AvroCodec } from '../common/avro.ts';
 import { topicNames } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
 import { createKafka, ensureTopics, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
@@ -57,7 +57,7 @@ async function runJob(options: ProduceOptions, resolved: ResolvedProduceOptions)
   const { jobId, tuning } = resolved;
   const started = Date.now();
   const topics = topicNames(config.kafka.topicPrefix);
-  const codec = new AvroCodec();
+  const codec = await openCodec(config);
   // kafkajs's own request encoding costs more CPU than everything else here together (see the module).
   installFastProduceEncoding();
 
@@ -262,8 +262,8 @@ class RowMessages {
     // tracer (no exporter configured) spans carry nothing, so every message shares one header object.
     const jobSpan = trace.getSpan(context.active());
     this.jobSpanContext = jobSpan?.isRecording() ? jobSpan.spanContext() : undefined;
-    this.requestHeaders = injectTraceHeaders({ [SCHEMA_HEADER]: codec.fingerprint('PromptRequest') }, context.active());
-    this.errorHeaders = injectTraceHeaders({ [SCHEMA_HEADER]: codec.fingerprint('DeadLetter') }, context.active());
+    this.requestHeaders = injectTraceHeaders(codec.schemaHeaders('PromptRequest'), context.active());
+    this.errorHeaders = injectTraceHeaders(codec.schemaHeaders('DeadLetter'), context.active());
   }
 
   /** Queues the requests of a valid row; returns false when the row had to become an error record instead. */
@@ -333,10 +333,7 @@ class RowMessages {
         ...promptAttributes(request),
       },
     });
-    const headers = injectTraceHeaders(
-      { [SCHEMA_HEADER]: this.requestHeaders[SCHEMA_HEADER] as string },
-      trace.setSpan(ROOT_CONTEXT, span),
-    );
+    const headers = injectTraceHeaders(this.codec.schemaHeaders('PromptRequest'), trace.setSpan(ROOT_CONTEXT, span));
     span.end();
     return headers;
   }

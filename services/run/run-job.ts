@@ -13,7 +13,7 @@ import type { Consumer, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { ulid } from 'ulid';
 import { logTail, servicesAnswer, stackDown, stackUp, type StackOptions } from '../stack/stack.ts';
-import { AvroCodec } from '../common/avro.ts';
+import { openCodec, type AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
 import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
@@ -143,7 +143,7 @@ export async function runJob(options: RunJobOptions): Promise<RunJobResult> {
 
     // 2. Watch results, errors and job events from their current ends, so nothing of this job is missed.
     const topics = topicNames(config.kafka.topicPrefix);
-    const watch = await watchJob(kafka, admin, jobId, [topics.results, topics.errors, topics.jobs], topics);
+    const watch = await watchJob(kafka, admin, jobId, [topics.results, topics.errors, topics.jobs], topics, await openCodec(config));
     await admin.disconnect();
     cleanups.push(() => watch.consumer.disconnect());
 
@@ -325,8 +325,8 @@ async function watchJob(
   jobId: string,
   topicList: string[],
   topics: ReturnType<typeof topicNames>,
+  codec: AvroCodec,
 ): Promise<JobWatch> {
-  const codec = new AvroCodec();
   const ends = new Map<string, { partition: number; offset: string }[]>();
   for (const topic of topicList)
     ends.set(
@@ -353,6 +353,7 @@ async function watchJob(
   await consumer.run({
     eachMessage: async ({ topic, message }) => {
       const headers = headersToStrings(message.headers);
+      await codec.loadWriterSchemas([{ value: message.value, headers }]);
       if (topic === topics.results) {
         const result = codec.decode('ImageResult', message.value, headers);
         if (result.jobId !== jobId) return;

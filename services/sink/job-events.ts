@@ -82,6 +82,7 @@ export class JobEvents {
       awaitEffects: false,
       commitIntervalMs: 0,
       commits: false,
+      beforeBatch: (messages) => deps.codec.loadWriterSchemas(messages),
       onUndecodable: (topic) => deps.onUndecodable(topic),
       // Fallback for a topic whose high watermark is never reached by a data message (e.g. a trailing
       // transaction marker): quiet for a while after joining means caught up.

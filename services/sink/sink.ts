@@ -235,6 +235,7 @@ export class Sink {
       // Offsets are committed after the spill that holds their messages (spill.ts), not per batch.
       awaitEffects: false,
       commitIntervalMs: 0,
+      beforeBatch: (messages) => this.codec.loadWriterSchemas(messages),
       lag: this.metrics.lag,
       onUndecodable: (topic) => {
         this.metrics.messages.inc({ kind: topic === this.topics.results ? 'result' : 'error', outcome: 'undecodable' });

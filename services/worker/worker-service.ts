@@ -4,7 +4,7 @@
  * can be handed in (bench/scale runs it with a fixed-latency engine).
  */
 import type { Logger } from 'pino';
-import { AvroCodec } from '../common/avro.ts';
+import { openCodec } from '../common/avro.ts';
 import type { Config } from '../common/config.ts';
 import { createKafka } from '../common/kafka.ts';
 import { ObjectStore } from '../common/object-store.ts';
@@ -26,7 +26,7 @@ export async function runWorkerService(config: Config, options: WorkerOptions, m
         kafka: createKafka(config.kafka, logger, `t2i-worker-${options.workerId}`),
         store,
         engine,
-        codec: new AvroCodec(),
+        codec: await openCodec(config),
         logger,
         registry,
       });

@@ -253,6 +253,7 @@ export function createWorker(deps: WorkerDependencies): Worker {
       partitionsConsumedConcurrently: 64,
       awaitEffects: true,
       commitIntervalMs: 1000,
+      beforeBatch: (messages) => codec.loadWriterSchemas(messages),
       lag: metrics.lag,
       onUndecodable: (topic, paused) => {
         metrics.undecodable.inc({ service: 'worker', topic });

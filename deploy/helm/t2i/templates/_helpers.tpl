@@ -94,6 +94,31 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.topicPrefix | quote }}
 - name: T2I_PROMPT_PARTITIONS
   value: {{ .Values.promptPartitions | quote }}
+{{- with .Values.kafka.schemaRegistry }}
+{{- if and (eq $.Values.kafka.wireFormat "confluent") (not .url) }}
+{{- fail "kafka.schemaRegistry.url is required with kafka.wireFormat=confluent" }}
+{{- end }}
+{{- if eq $.Values.kafka.wireFormat "confluent" }}
+- name: T2I_WIRE_FORMAT
+  value: confluent
+{{- end }}
+{{- if .url }}
+- name: T2I_SCHEMA_REGISTRY_URL
+  value: {{ .url | quote }}
+{{- if .existingSecret }}
+- name: T2I_SCHEMA_REGISTRY_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .usernameKey }}
+- name: T2I_SCHEMA_REGISTRY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* S3 variables; the key pair from a Secret only: s3.existingSecret, or the one passed as "secret" (dict "root" . "secret" name). */}}
