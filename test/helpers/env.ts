@@ -5,6 +5,7 @@ import { after } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig, topicNames, type Config, type TopicNames } from '../../services/common/config.ts';
 import { ensureTopics } from '../../services/common/kafka.ts';
+import { TOPIC_RESOURCE, topicMaxMessageBytes } from '../../services/common/topic-limits.ts';
 import { ObjectStore } from '../../services/common/object-store.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -58,4 +59,29 @@ export async function createTestEnv(options: { promptPartitions?: number; extraE
     store.close();
   });
   return { config, topics, store, kafka, env };
+}
+
+/**
+ * Sets a topic's max.message.bytes and waits until the broker reports the new value: a config change
+ * reaches the broker's answers a moment after alterConfigs returns, and a service started in between
+ * would read the old limit.
+ */
+export async function setMaxMessageBytes(kafka: Kafka, topic: string, bytes: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: TOPIC_RESOURCE, name: topic, configEntries: [{ name: 'max.message.bytes', value: String(bytes) }] }],
+    });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const read = (await topicMaxMessageBytes(admin, [topic]))[topic];
+      if (read === bytes) return;
+      if (Date.now() > deadline) throw new Error(`${topic}: max.message.bytes still ${read} 30 s after setting it to ${bytes}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }

@@ -3,8 +3,8 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { produceJob } from '../../services/producer/produce-job.ts';
-import { BATCH_MARGIN, TOPIC_RESOURCE, partitionByteBudget, topicMaxMessageBytes } from '../../services/common/topic-limits.ts';
-import { createTestEnv, randomName } from '../helpers/env.ts';
+import { BATCH_MARGIN, partitionByteBudget, topicMaxMessageBytes } from '../../services/common/topic-limits.ts';
+import { createTestEnv, randomName, setMaxMessageBytes } from '../helpers/env.ts';
 import { readTopic } from '../helpers/topic-reader.ts';
 
 const codec = new AvroCodec();
@@ -18,13 +18,10 @@ test('produceJob: rows are checked against the broker limit read at start; a too
   const env = await createTestEnv({ promptPartitions: 2 });
   // A prompts topic that accepts only 20 000-byte record batches (the broker default is ~1 MiB).
   const limit = 20_000;
+  await setMaxMessageBytes(env.kafka, env.topics.prompts, limit);
   const admin = env.kafka.admin();
   await admin.connect();
   try {
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [{ type: TOPIC_RESOURCE, name: env.topics.prompts, configEntries: [{ name: 'max.message.bytes', value: String(limit) }] }],
-    });
     const read = await topicMaxMessageBytes(admin, [env.topics.prompts, env.topics.errors]);
     assert.equal(read[env.topics.prompts], limit, 'the topic limit is read back from the broker');
     assert.ok(read[env.topics.errors]! > limit);
@@ -74,16 +71,7 @@ test('produceJob: rows are checked against the broker limit read at start; a too
 test('produceJob: an error record is cut to fit the errors topic limit; a broker refusal is reported as such, not as an outage', async () => {
   const env = await createTestEnv({ promptPartitions: 1 });
   const limit = 3000;
-  const admin = env.kafka.admin();
-  await admin.connect();
-  try {
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [{ type: TOPIC_RESOURCE, name: env.topics.errors, configEntries: [{ name: 'max.message.bytes', value: String(limit) }] }],
-    });
-  } finally {
-    await admin.disconnect();
-  }
+  await setMaxMessageBytes(env.kafka, env.topics.errors, limit);
   // Invalid JSON of 4 KiB: its error record would keep 4 KiB of it, over the errors topic's 3000 bytes.
   const bad = `{"prompt": "${'y'.repeat(4096)}`;
   const input = [JSON.stringify({ prompt: 'ok' }), bad].join('\n');
@@ -96,15 +84,7 @@ test('produceJob: an error record is cut to fit the errors topic limit; a broker
   assert.ok(bad.startsWith(raw), 'the head of the line');
 
   // A send the broker refuses for good (here: a jobs topic that takes nothing over 100 bytes) is not an outage.
-  await admin.connect();
-  try {
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [{ type: TOPIC_RESOURCE, name: env.topics.jobs, configEntries: [{ name: 'max.message.bytes', value: '100' }] }],
-    });
-  } finally {
-    await admin.disconnect();
-  }
+  await setMaxMessageBytes(env.kafka, env.topics.jobs, 100);
   await assert.rejects(
     produceJob({ config: env.config, input: Readable.from([Buffer.from(input)]), jobId: randomName('job-') }),
     (error: Error & { code?: string }) => {

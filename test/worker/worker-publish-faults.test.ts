@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import kafkajs from 'kafkajs';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { MessageProducer } from '../../services/common/message-producer.ts';
 import type { PromptRequest } from '../../services/common/messages.ts';
-import { createTestEnv, randomName } from '../helpers/env.ts';
+import { createTestEnv, randomName, setMaxMessageBytes } from '../helpers/env.ts';
 import { readTopic, topicSize } from '../helpers/topic-reader.ts';
 import { startTestWorker } from '../helpers/worker.ts';
-
-// kafkajs is CommonJS: its enums are reached through the default export under ESM.
-const { ConfigResourceTypes } = kafkajs;
 
 const request = (jobId: string, row: number, rowJson: string): PromptRequest => ({
   jobId,
@@ -47,15 +43,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 test('results are sized by the topic limit read at start: one over it is a dead letter, two that only fit apart are sent apart, nothing refused (issue 15, item 2)', async () => {
   const t = await createTestEnv({ promptPartitions: 1 });
   const limit = 16_384;
-  const admin = t.kafka.admin();
-  await admin.connect();
-  after(() => admin.disconnect());
-  await admin.alterConfigs({
-    validateOnly: false,
-    resources: [
-      { type: ConfigResourceTypes.TOPIC, name: t.topics.results, configEntries: [{ name: 'max.message.bytes', value: String(limit) }] },
-    ],
-  });
+  await setMaxMessageBytes(t.kafka, t.topics.results, limit);
   const big = JSON.stringify({ prompt: 'x', note: 'y'.repeat(limit * 2) });
   // Each fits the limit alone, two together do not: the worker must send them apart.
   const medium = (n: number) => JSON.stringify({ prompt: 'm', note: String(n).repeat(Math.floor(limit * 0.55)) });
