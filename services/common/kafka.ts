@@ -2,6 +2,7 @@ import { Kafka, logLevel as KafkaLogLevel, type Admin, type IHeaders, type Kafka
 import type { Logger } from 'pino';
 import { topicNames, type KafkaConfig, type TopicNames } from './config.ts';
 import { T2iError } from './errors.ts';
+import { retry } from './retry.ts';
 
 /**
  * A kafkajs client for the configured brokers, with SASL/TLS when set and kafkajs logs routed to pino.
@@ -68,16 +69,29 @@ export async function ensureTopics(admin: Admin, prefix: string, layout: TopicLa
     // Job events are few and read in order by the sink: one partition keeps started < produced < completed.
     { topic: names.jobs, numPartitions: 1, replicationFactor },
   ];
-  const existing = new Set(await admin.listTopics());
-  const missing = wanted.filter((t) => !existing.has(t.topic));
-  if (missing.length > 0) {
-    try {
-      await admin.createTopics({ topics: missing, waitForLeaders: true });
-    } catch (error) {
-      // Another process may have created them at the same moment.
-      if (!/already exists/i.test(String((error as Error).message))) throw error;
-    }
-  }
+  // A broker busy creating other topics may answer "does not host this topic-partition" while it waits
+  // for the new ones' leaders: that is retried (listing again: some may exist by then), nothing else.
+  await retry(
+    async () => {
+      const existing = new Set(await admin.listTopics());
+      const missing = wanted.filter((t) => !existing.has(t.topic));
+      if (missing.length === 0) return;
+      try {
+        await admin.createTopics({ topics: missing, waitForLeaders: true });
+      } catch (error) {
+        // Another process may have created them at the same moment.
+        if (!/already exists/i.test(String((error as Error).message))) throw error;
+      }
+    },
+    {
+      attempts: 6,
+      initialMs: 250,
+      retryOn: (error) =>
+        /UNKNOWN_TOPIC_OR_PARTITION|LEADER_NOT_AVAILABLE/.test(
+          `${(error as { type?: string }).type} ${(error as { cause?: { type?: string } }).cause?.type}`,
+        ),
+    },
+  );
   return names;
 }
 
