@@ -7,21 +7,9 @@ import avro from 'avsc';
 import { AvroCodec, SCHEMA_HEADER } from '../../services/common/avro.ts';
 import { jobEvent, type PromptRequest } from '../../services/common/messages.ts';
 import { SCHEMAS_DIR } from '../../services/common/paths.ts';
+import { sampleRequest } from '../helpers/sample-messages.ts';
 
-const request: PromptRequest = {
-  jobId: 'job1',
-  row: 3,
-  promptIndex: 1,
-  promptCount: 2,
-  prompt: 'a red fox in snow',
-  seed: 2 ** 40 + 7,
-  width: null,
-  height: 64,
-  steps: null,
-  guidance: 3.5,
-  rowJson: '{"prompt":"a red fox in snow"}',
-  createdAt: 1_700_000_000_000,
-};
+const request: PromptRequest = sampleRequest;
 
 test('round trip with the fingerprint header', () => {
   const codec = new AvroCodec();

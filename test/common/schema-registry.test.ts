@@ -16,21 +16,9 @@ import { T2iError } from '../../services/common/errors.ts';
 import type { JobEvent, PromptRequest } from '../../services/common/messages.ts';
 import { SCHEMAS_DIR } from '../../services/common/paths.ts';
 import { HttpSchemaRegistry, frameConfluent, unframeConfluent, type SchemaRegistry } from '../../services/common/schema-registry.ts';
+import { sampleRequest } from '../helpers/sample-messages.ts';
 
-const request: PromptRequest = {
-  jobId: 'job1',
-  row: 3,
-  promptIndex: 1,
-  promptCount: 2,
-  prompt: 'a red fox in snow',
-  seed: 2 ** 40 + 7,
-  width: null,
-  height: 64,
-  steps: null,
-  guidance: 3.5,
-  rowJson: '{"prompt":"a red fox in snow"}',
-  createdAt: 1_700_000_000_000,
-};
+const request: PromptRequest = sampleRequest;
 
 /** A registry in the test: the REST API of a Confluent registry, in memory, counting requests. */
 async function fakeRegistry(options: { user?: string; password?: string } = {}) {
