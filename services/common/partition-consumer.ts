@@ -6,7 +6,7 @@
  *   `false` (abandoned) stops commits of its partition, so a later commit never covers it;
  * - heartbeats while a handler works (long GPU batches, long spills), and a rebalance seen by a heartbeat
  *   tells the handler to stop taking messages;
- * - group join / crash handling: `isJoined()`, and `done` rejects when kafkajs gives up on the consumer
+ * - group join / crash handling: `isReady()`, and `done` rejects when kafkajs gives up on the consumer
  *   (a crash it will not restart), so the service stops not-ready instead of idling with green checks;
  * - the lag gauge, per topic and partition;
  * - one policy for a message its service cannot decode (undecodable.ts): its partition pauses at it,
@@ -112,17 +112,9 @@ export class PartitionConsumer {
     return this.joined && this.undecodable.count === 0;
   }
 
-  isJoined(): boolean {
-    return this.joined;
-  }
-
   /** Partitions paused on a message this service cannot decode. */
   get pausedPartitions(): number {
     return this.undecodable.count;
-  }
-
-  isBlocked(topic: string, partition: number): boolean {
-    return this.undecodable.isBlocked(topic, partition);
   }
 
   /** Connects, subscribes and starts handing batches to `handler`. */
@@ -274,9 +266,5 @@ export class PartitionConsumer {
     await this.commitSettled();
     await this.consumer.disconnect();
     this.joined = false;
-  }
-
-  pause(topic: string, partition: number): void {
-    this.consumer?.pause([{ topic, partitions: [partition] }]);
   }
 }
