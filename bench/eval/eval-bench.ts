@@ -86,6 +86,16 @@ const sortedMistakes = Object.fromEntries(
     ),
   ]),
 );
+// Shape by asked size: how much of the shape error is in small scenes (a few latent cells).
+const shapeBySize: Record<string, { right: number; of: number; rate: number }> = {};
+for (const j of judgements) {
+  const size = j.expected?.size;
+  if (size === undefined || j.scores.shape === undefined) continue;
+  const s = (shapeBySize[size] ??= { right: 0, of: 0, rate: 0 });
+  s.of += 1;
+  if (j.scores.shape) s.right += 1;
+  s.rate = s.right / s.of;
+}
 const result = {
   model,
   prompts: rows.length,
@@ -93,6 +103,7 @@ const result = {
   seconds,
   summary,
   mistakes: sortedMistakes,
+  shapeBySize,
   date: new Date().toISOString(),
 };
 fs.mkdirSync(path.dirname(values.out!), { recursive: true });
@@ -147,4 +158,10 @@ console.log(`model ${result.model}: ${rows.length} held-out prompts in ${seconds
 console.log('| attribute | right | rate |\n|---|---|---|');
 for (const [a, s] of Object.entries(summary.attributes)) console.log(`| ${a} | ${s.right}/${s.of} | ${(s.rate * 100).toFixed(1)}% |`);
 console.log(`| all five | | ${(summary.allRight * 100).toFixed(1)}% |`);
+console.log(
+  'shape by asked size:',
+  Object.entries(shapeBySize)
+    .map(([k, v]) => `${k} ${v.right}/${v.of}`)
+    .join(', '),
+);
 console.log('mistakes (asked -> drawn):', JSON.stringify(sortedMistakes, null, 1));

@@ -19,14 +19,15 @@ export interface RenderedScene {
 
 const DIR = path.join(PACKAGE_ROOT, 'test', 'fixtures', 'eval');
 
-export async function loadRenderedScenes(): Promise<RenderedScene[]> {
-  const meta = JSON.parse(fs.readFileSync(path.join(DIR, 'renders.json'), 'utf8')) as {
+/** The sprite sheet in `dir` (renders.png + renders.json; default: the judge's fixture). */
+export async function loadRenderedScenes(dir = DIR): Promise<RenderedScene[]> {
+  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'renders.json'), 'utf8')) as {
     tileWidth: number;
     tileHeight: number;
     columns: number;
     scenes: Omit<RenderedScene, 'pixels' | 'width' | 'height'>[];
   };
-  const { data, info } = await sharp(path.join(DIR, 'renders.png')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(path.join(dir, 'renders.png')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const { tileWidth: w, tileHeight: h } = meta;
   return meta.scenes.map((scene, i) => {
     const [tx, ty] = [(i % meta.columns) * w, Math.floor(i / meta.columns) * h];

@@ -53,7 +53,7 @@ SEED = 20261204
 TOKENIZER_SOURCE = os.path.join(ROOT, "models", "tiny-flux")  # the CLIP BPE / T5 unigram tokenizers
 MAX_SEQUENCE_LENGTH = 32
 CLIP_LENGTH = 77
-LATENT_CHANNELS = 4
+LATENT_CHANNELS = 16  # FLUX.1's; --latent-channels (set_latent_channels) changes it for a run
 
 VAE_CONFIG = dict(
     in_channels=3,
@@ -97,6 +97,14 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shiftin
 DEFAULT_STEPS = 16  # chosen on examples/shapes-validation.jsonl with true_cfg_scale 4 (tools/flux_train/README.md)
 
 
+def set_latent_channels(n: int) -> None:
+    """The VAE's latent channels and the transformer's input (2x2 patches of them) for this run."""
+    global LATENT_CHANNELS
+    LATENT_CHANNELS = n
+    VAE_CONFIG["latent_channels"] = n
+    TRANSFORMER_CONFIG["in_channels"] = 4 * n
+
+
 def log(*a):
     tqdm.write(" ".join(str(x) for x in a))
 
@@ -104,6 +112,13 @@ def log(*a):
 # ------------------------------------------------------------------------------------------------
 # checkpoints
 # ------------------------------------------------------------------------------------------------
+def check_channels(state: dict, name: str, ck) -> None:
+    have = state.get("latent_channels", 4)  # checkpoints from before --latent-channels had 4
+    if have != LATENT_CHANNELS:
+        sys.exit(f"{ck.path(name)} has {have} latent channels, this run asks for {LATENT_CHANNELS}: "
+                 f"pass --latent-channels {have} to continue it, or use another --work folder")
+
+
 class Checkpoints:
     def __init__(self, work: str):
         self.work = work
@@ -195,13 +210,14 @@ def ids_grid(h2, w2):
 # ------------------------------------------------------------------------------------------------
 # phase 1: VAE
 # ------------------------------------------------------------------------------------------------
-def train_vae(ck: Checkpoints, steps: int, batch: int, history: dict) -> AutoencoderKL:
+def train_vae(ck: Checkpoints, steps: int, batch: int, history: dict, fg_weight: float = 0.0) -> AutoencoderKL:
     torch.manual_seed(SEED + 3)
     vae = AutoencoderKL(**VAE_CONFIG)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     state = ck.load("vae.pt")
     start = 0
     if state is not None:
+        check_channels(state, "vae.pt", ck)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
@@ -216,11 +232,18 @@ def train_vae(ck: Checkpoints, steps: int, batch: int, history: dict) -> Autoenc
         lr = 2e-3 * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
         for g in opt.param_groups:
             g["lr"] = lr
-        _, x = render_batch(rng, batch)
+        scenes_, x = render_batch(rng, batch)
         post = vae.encode(x).latent_dist
         z = post.sample()
         y = vae.decode(z).sample
-        rec = (y - x).abs().mean() + ((y - x) ** 2).mean()
+        err = (y - x).abs() + (y - x) ** 2
+        if fg_weight > 0:
+            # As the transformer's loss: pixels near the shape weigh 1 + fg_weight (small shapes are a few
+            # dozen of 4,096 pixels; unweighted, their corners are the cheapest thing to blur).
+            w = 1 + fg_weight * foreground_masks(scenes_, scenes.WIDTH)[:, None]
+            rec = (w * err).sum() / (w.sum() * err.shape[1])
+        else:
+            rec = err.mean()
         kl = post.kl().mean() / (x.shape[1] * x.shape[2] * x.shape[3])
         loss = rec + 1e-4 * kl
         opt.zero_grad(set_to_none=True)
@@ -230,7 +253,7 @@ def train_vae(ck: Checkpoints, steps: int, batch: int, history: dict) -> Autoenc
         history.setdefault("vae", []).append([step, float(rec.detach())])
         bar.set_postfix(rec=f"{float(rec):.4f}", kl=f"{float(kl):.3f}")
         if time.time() - last_save > 120 or STOP["requested"] or step + 1 == steps:
-            ck.save("vae.pt", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1, "history": history["vae"]})
+            ck.save("vae.pt", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1, "history": history["vae"], "latent_channels": LATENT_CHANNELS})
             last_save = time.time()
             if STOP["requested"]:
                 sys.exit(130)
@@ -243,7 +266,7 @@ def train_vae(ck: Checkpoints, steps: int, batch: int, history: dict) -> Autoenc
 @torch.no_grad()
 def encode_training_set(ck: Checkpoints, vae: AutoencoderKL, count: int):
     cached = ck.load("latents.pt")
-    if cached is not None and cached["count"] == count:
+    if cached is not None and cached["count"] == count and cached["latents"].shape[1] == LATENT_CHANNELS:
         return cached
     rng = random.Random(SEED + 200)
     all_scenes, lats = [], []
@@ -308,10 +331,11 @@ def sample(model: TextToImage, vae: AutoencoderKL, lat_stats, prompts: list[str]
     return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def foreground_masks(all_scenes) -> torch.Tensor:
-    """[N, 16, 16]: 1 on the latent cells within a few pixels of each scene's shape (its disc plus a margin)."""
-    cells = (torch.arange(16) + 0.5) * (scenes.WIDTH / 16)
-    out = torch.zeros(len(all_scenes), 16, 16)
+def foreground_masks(all_scenes, grid: int = 16) -> torch.Tensor:
+    """[N, grid, grid]: 1 on the cells (16: latent cells; 64: pixels) within a few pixels of each scene's
+    shape (its disc plus a margin)."""
+    cells = (torch.arange(grid) + 0.5) * (scenes.WIDTH / grid)
+    out = torch.zeros(len(all_scenes), grid, grid)
     for i, sc in enumerate(all_scenes):
         col, row = scenes.GRAMMAR["positions"][sc.position]["cell"]
         cx = scenes.GRAMMAR["cellCentres"][col] + sc.dx
@@ -332,6 +356,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     state = ck.load("transformer.pt")
     start = 0
     if state is not None:
+        check_channels(state, "transformer.pt", ck)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
@@ -387,7 +412,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
             write_grid(os.path.join(ck.work, f"samples-{step + 1:06d}.png"), model, vae, data, toks, 8)
             model.train()
         if time.time() - last_save > 180 or STOP["requested"] or step + 1 == steps:
-            ck.save("transformer.pt", {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "history": history["transformer"]})
+            ck.save("transformer.pt", {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "history": history["transformer"], "latent_channels": LATENT_CHANNELS})
             last_save = time.time()
             if STOP["requested"]:
                 sys.exit(130)
@@ -501,7 +526,7 @@ def export(model: TextToImage, vae: AutoencoderKL, data, out_dir: str, name: str
     flux_tiny._export(flux_tiny.T5Wrapper(te2), (ids2,), os.path.join(out_dir, "text_encoder_2", "model.onnx"), ["input_ids"], ["last_hidden_state"],
                       {"input_ids": {0: "batch_size", 1: "sequence_length"}, "last_hidden_state": {0: "batch_size", 1: "sequence_length"}})
     names = ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids"]
-    inp = (torch.randn(2, 80, 16, generator=g), torch.randn(2, 24, T5_CONFIG["d_model"], generator=g), torch.randn(2, 32, generator=g), torch.rand(2, generator=g),
+    inp = (torch.randn(2, 80, 4 * LATENT_CHANNELS, generator=g), torch.randn(2, 24, T5_CONFIG["d_model"], generator=g), torch.randn(2, 32, generator=g), torch.rand(2, generator=g),
            ids_grid(8, 10).long(), torch.zeros(24, 3, dtype=torch.int64))
     axes = {k: v for k, v in flux_tiny.TR_DYNAMIC_AXES.items() if k != "guidance"}
     with flux_tiny.export_patches(tr):
@@ -534,15 +559,19 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, ".cache", "flux-train"), help="checkpoints, samples, latents (git-ignored)")
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "tiny-flux-shapes"))
     ap.add_argument("--name", default="tiny-flux-shapes")
-    ap.add_argument("--vae-steps", type=int, default=2700)
+    ap.add_argument("--vae-steps", type=int, default=2000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--scenes", type=int, default=16384, help="training images (rendered once, encoded once)")
-    ap.add_argument("--steps", type=int, default=9000, help="transformer steps")
+    ap.add_argument("--steps", type=int, default=7000, help="transformer steps")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--fg-weight", type=float, default=0.0, help="extra loss weight on the latent cells near the shape (0: plain mean)")
+    ap.add_argument("--fg-weight", type=float, default=10.0, help="extra loss weight on the latent cells near the shape (0: plain mean)")
     ap.add_argument("--init-from", default=None, help="start the transformer from this transformer.pt's weights (fine-tuning)")
+    ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS, help="VAE latent channels (FLUX.1: 16; the transformer takes 2x2 patches of them)")
+    ap.add_argument("--vae-fg-weight", type=float, default=8.0, help="extra VAE reconstruction weight on the pixels near the shape")
+    ap.add_argument("--until", choices=["vae", "latents", "transformer", "export"], default="export", help="stop after this phase")
     ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
     args = ap.parse_args()
+    set_latent_channels(args.latent_channels)
     if args.pilot:
         args.work = os.path.join(args.work, "pilot")
         args.vae_steps, args.scenes, args.steps = 200, 2048, 400
@@ -564,14 +593,20 @@ def main():
         ck.save("timings.pt", timings)
         return out
 
-    vae = timed("vae", lambda: train_vae(ck, args.vae_steps, args.vae_batch, history))
+    vae = timed("vae", lambda: train_vae(ck, args.vae_steps, args.vae_batch, history, args.vae_fg_weight))
     for p in vae.parameters():
         p.requires_grad_(False)
     write_reconstructions(os.path.join(args.work, "vae-reconstructions.png"), vae)
+    if args.until == "vae":
+        return
     data = timed("latents", lambda: encode_training_set(ck, vae, args.scenes))
     log(f"latents: shift {data['shift']:.4f} scale {data['scale']:.4f}")
+    if args.until == "latents":
+        return
     model = timed("transformer", lambda: train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from))
     write_loss_curve(os.path.join(args.work, "loss.png"), history)
+    if args.until == "transformer":
+        return
     timed("export", lambda: export(model, vae, data, args.out, args.name, report))
     write_grid(os.path.join(args.work, "grid.png"), model, vae, data, toks, 24)
     report["timings"] = timings
