@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 
 let ticksPerSecond: number | undefined;
 
@@ -44,4 +45,28 @@ export function parseBashTimes(stderr: string): number | undefined {
   const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(lines[1]?.trim() ?? '');
   if (!m) return undefined;
   return (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000;
+}
+
+/**
+ * Sets the nice value of every thread of `pid` (Linux's nice is per thread: setpriority on the pid
+ * alone changes only its main thread). Threads started later inherit their creator's value. Returns
+ * how many threads were changed; raising a priority back needs the privilege to do so.
+ */
+export function setProcessNice(pid: number, nice: number): number {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let changed = 0;
+  for (const tid of tids) {
+    try {
+      os.setPriority(Number(tid), nice);
+      changed += 1;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return changed;
 }

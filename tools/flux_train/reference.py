@@ -31,11 +31,13 @@ SEEDS = [11, 12]
 
 
 def load(work: str, model_dir: str):
+    vae_state = torch.load(os.path.join(work, "vae.pt"), weights_only=False)
+    train.set_latent_channels(vae_state.get("latent_channels", 4))
     clip, t5, clip_cfg = train.load_tokenizers()
     model = train.TextToImage(clip_cfg, t5.get_vocab_size(with_added_tokens=True))
     model.load_state_dict(torch.load(os.path.join(work, "transformer.pt"), weights_only=False)["model"])
     vae = AutoencoderKL(**train.VAE_CONFIG)
-    vae.load_state_dict(torch.load(os.path.join(work, "vae.pt"), weights_only=False)["model"])
+    vae.load_state_dict(vae_state["model"])
     vcfg = json.load(open(os.path.join(model_dir, "vae_decoder", "config.json")))
     vae.register_to_config(scaling_factor=vcfg["scaling_factor"], shift_factor=vcfg["shift_factor"])
     sched = FlowMatchEulerDiscreteScheduler.from_pretrained(os.path.join(model_dir, "scheduler"))
