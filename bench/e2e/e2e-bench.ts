@@ -13,7 +13,8 @@
  *   (manifest.json is written before it), for several 8-row jobs, next to one batch's inference time.
  *
  *   node --import tsx bench/e2e/e2e-bench.ts [--model DIR] [--width 64 --height 48 --steps 3]
- *       [--rows 10000] [--workers 1] [--batch 8] [--threads 1] [--small-jobs 5] [--nice N] [--out FILE] [--profile DIR]
+ *       [--rows 10000] [--workers 1] [--batch 8] [--threads 1] [--small-jobs 5] [--warmup-rows 2000] [--nice N]
+ *       [--out FILE] [--profile DIR]
  *
  * Needs the local stack (`npx t2i stack up`). Writes bench/results/e2e.json (or --out). Defaults: the
  * fast tiny random model (models/tiny-flux at 64x48, 3 steps), which shows the stream's own cost.
@@ -48,6 +49,11 @@ const { values } = parseArgs({
     'small-jobs': { type: 'string', default: '5' },
     'engine-images': { type: 'string', default: '1600' },
     /**
+     * Rows of the warm-up job. A freshly started stack spends its first thousands of messages compiling
+     * (Kafka and s3proxy are JVMs): on a cold stack they cost ~2x the CPU per image of a warm one.
+     */
+    'warmup-rows': { type: 'string', default: '2000' },
+    /**
      * Run everything but the worker (sink, producer, Kafka, s3proxy) at this nice value during the
      * stream, so that the engine's thread is never the one the scheduler preempts (0: as started).
      */
@@ -68,6 +74,7 @@ const THREADS = Number(values.threads);
 const SMALL_JOBS = Number(values['small-jobs']);
 const ENGINE_IMAGES = Number(values['engine-images']);
 const NICE = Number(values.nice);
+const WARMUP_ROWS = Number(values['warmup-rows']);
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
@@ -280,8 +287,8 @@ for (let i = 0; i < WORKERS; i++)
 let result: unknown;
 try {
   await Promise.all(services.map(waitReady));
-  say('services ready; warm-up job…');
-  await runJob(2 * BATCH, 'warmup');
+  say(`services ready; warm-up job (${WARMUP_ROWS} rows)…`);
+  await runJob(WARMUP_ROWS, 'warmup');
 
   say(`small jobs (${SMALL_JOBS} × 8 rows)…`);
   const small: JobRun[] = [];
@@ -339,6 +346,7 @@ try {
       batch: BATCH,
       intraOpThreads: THREADS,
       nice: NICE,
+      warmupRows: WARMUP_ROWS,
     },
     engine: { before, after, imagesPerSecond: engineRate, cpuMsPerImage: engineCpu },
     stream: {
