@@ -562,7 +562,7 @@ def main():
     ap.add_argument("--vae-steps", type=int, default=2000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--scenes", type=int, default=16384, help="training images (rendered once, encoded once)")
-    ap.add_argument("--steps", type=int, default=7000, help="transformer steps")
+    ap.add_argument("--steps", type=int, default=10000, help="transformer steps")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--fg-weight", type=float, default=10.0, help="extra loss weight on the latent cells near the shape (0: plain mean)")
     ap.add_argument("--init-from", default=None, help="start the transformer from this transformer.pt's weights (fine-tuning)")
