@@ -285,6 +285,11 @@ const services: Service[] = [
 for (let i = 0; i < WORKERS; i++)
   services.push(startService(`worker-${i + 1}`, ['worker', '--max-batch', String(BATCH)], 19_382 + i, { T2I_WORKER_ID: `bench-${i + 1}` }));
 let result: unknown;
+/** The processes --nice lowered (everything but the workers), put back to 0 after the stream, or on failure. */
+let others: [string, number][] = [];
+const restoreNice = () => {
+  if (NICE !== 0) for (const [, pid] of others.splice(0)) setProcessNice(pid, 0);
+};
 try {
   await Promise.all(services.map(waitReady));
   say(`services ready; warm-up job (${WARMUP_ROWS} rows)…`);
@@ -299,13 +304,13 @@ try {
   for (const s of services) pids[s.name] = s.child.pid!;
   const workers = services.filter((s) => s.name.startsWith('worker'));
   const accountBefore = await engineAccount(workers);
-  const others = Object.entries(pids).filter(([name]) => !name.startsWith('worker'));
+  others = Object.entries(pids).filter(([name]) => !name.startsWith('worker'));
   if (NICE !== 0) for (const [name, pid] of others) say(`  ${name}: ${setProcessNice(pid, NICE)} threads at nice ${NICE}`);
   const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuMs(pid) ?? NaN]));
   const big = await runJob(ROWS, 'stream');
   const cpuAfter = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuMs(pid) ?? NaN]));
   const accountAfter = await engineAccount(workers);
-  if (NICE !== 0) for (const [, pid] of others) setProcessNice(pid, 0);
+  restoreNice();
   const seconds = big.totalMs / 1000;
   // Per worker: the share of the job's time its engine was running, waiting for prompts, or waiting for upload slots.
   const engineTime = {
@@ -366,6 +371,7 @@ try {
     },
   };
 } finally {
+  restoreNice();
   for (const s of services) s.child.kill('SIGTERM');
   await Promise.all(services.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
   await stopEvents();

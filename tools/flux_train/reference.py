@@ -32,7 +32,7 @@ SEEDS = [11, 12]
 
 def load(work: str, model_dir: str):
     vae_state = torch.load(os.path.join(work, "vae.pt"), weights_only=False)
-    train.set_latent_channels(vae_state.get("latent_channels", 4))
+    train.set_latent_channels(train.checkpoint_channels(vae_state))
     clip, t5, clip_cfg = train.load_tokenizers()
     model = train.TextToImage(clip_cfg, t5.get_vocab_size(with_added_tokens=True))
     model.load_state_dict(torch.load(os.path.join(work, "transformer.pt"), weights_only=False)["model"])

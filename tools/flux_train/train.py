@@ -5,7 +5,8 @@ grammar of services/eval/grammar.json, on the CPU, then export it to ONNX in opt
 
 Phases (each resumable: state is checkpointed to --work every few minutes and on Ctrl-C; rerunning
 the same command continues where it stopped):
-  1. vae          AutoencoderKL (3 levels: 64x64 RGB -> 16x16x4 latents), L1 + MSE + a small KL term
+  1. vae          AutoencoderKL (3 levels: 64x64 RGB -> 16x16xC latents, C = --latent-channels), L1 + MSE
+                  (weighted towards the shape: --vae-fg-weight) + a small KL term
   2. latents      render the training scenes once and encode them (the VAE's posterior mean)
   3. transformer  FLUX's rectified-flow objective: x_t = (1-t) x0 + t n, predict n - x0, t logit-normal;
                   the text encoders are trained with it (from seeded random init)
@@ -112,10 +113,15 @@ def log(*a):
 # ------------------------------------------------------------------------------------------------
 # checkpoints
 # ------------------------------------------------------------------------------------------------
-def check_channels(state: dict, name: str, ck) -> None:
-    have = state.get("latent_channels", 4)  # checkpoints from before --latent-channels had 4
+def checkpoint_channels(state: dict) -> int:
+    """The latent channels a vae.pt / transformer.pt was trained with (those from before --latent-channels had 4)."""
+    return state.get("latent_channels", 4)
+
+
+def check_channels(state: dict, path: str) -> None:
+    have = checkpoint_channels(state)
     if have != LATENT_CHANNELS:
-        sys.exit(f"{ck.path(name)} has {have} latent channels, this run asks for {LATENT_CHANNELS}: "
+        sys.exit(f"{path} has {have} latent channels, this run asks for {LATENT_CHANNELS}: "
                  f"pass --latent-channels {have} to continue it, or use another --work folder")
 
 
@@ -217,7 +223,7 @@ def train_vae(ck: Checkpoints, steps: int, batch: int, history: dict, fg_weight:
     state = ck.load("vae.pt")
     start = 0
     if state is not None:
-        check_channels(state, "vae.pt", ck)
+        check_channels(state, ck.path("vae.pt"))
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
@@ -356,14 +362,16 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     state = ck.load("transformer.pt")
     start = 0
     if state is not None:
-        check_channels(state, "transformer.pt", ck)
+        check_channels(state, ck.path("transformer.pt"))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
         history["transformer"] = state["history"]
     elif init_from:
         # Fine-tuning: the weights of another run, a fresh optimizer and schedule.
-        model.load_state_dict(torch.load(init_from, weights_only=False)["model"])
+        init = torch.load(init_from, weights_only=False)
+        check_channels(init, init_from)
+        model.load_state_dict(init["model"])
         log(f"transformer: initialised from {init_from}")
     if start >= steps:
         return model.eval()

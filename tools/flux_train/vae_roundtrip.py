@@ -27,7 +27,7 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     state = torch.load(os.path.join(args.work, "vae.pt"), weights_only=False)
-    train.set_latent_channels(state.get("latent_channels", 4))
+    train.set_latent_channels(train.checkpoint_channels(state))
     vae = AutoencoderKL(**train.VAE_CONFIG)
     vae.load_state_dict(state["model"])
     vae.eval()
