@@ -3,7 +3,8 @@
  * shape and position combinations never seen in training), measured by the judge in services/eval.
  * Runs the engine directly (the stream does not change pixels: same seed + prompt -> same image),
  * writes bench/results/eval.json (summary, what it gets wrong) and a grid of the first 24 samples with
- * their prompts (docs/images/shapes-grid.png).
+ * their prompts (docs/images/shapes-grid.png; with --out FILE and no --grid, FILE-grid.png beside it, so
+ * scoring a candidate model never overwrites the README's grid).
  *
  *   node --import tsx bench/eval/eval-bench.ts [--model DIR] [--prompts FILE] [--grid FILE] [--out FILE]
  *        [--steps N] [--true-cfg-scale S] [--limit N]     (defaults: the model's t2i.json; all prompts)
@@ -21,14 +22,20 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string', default: DEFAULT_MODEL_DIR },
     prompts: { type: 'string', default: path.join(PACKAGE_ROOT, 'examples', 'shapes-heldout.jsonl') },
-    grid: { type: 'string', default: path.join(PACKAGE_ROOT, 'docs', 'images', 'shapes-grid.png') },
-    out: { type: 'string', default: path.join(PACKAGE_ROOT, 'bench', 'results', 'eval.json') },
+    grid: { type: 'string' },
+    out: { type: 'string' },
     batch: { type: 'string', default: '8' },
     steps: { type: 'string' },
     'true-cfg-scale': { type: 'string' },
     limit: { type: 'string' },
   },
 });
+const outPath = values.out ?? path.join(PACKAGE_ROOT, 'bench', 'results', 'eval.json');
+const gridPath =
+  values.grid ??
+  (values.out !== undefined
+    ? values.out.replace(/\.json$/, '') + '-grid.png'
+    : path.join(PACKAGE_ROOT, 'docs', 'images', 'shapes-grid.png'));
 const overrides = {
   ...(values.steps !== undefined ? { steps: Number(values.steps) } : {}),
   ...(values['true-cfg-scale'] !== undefined ? { trueCfgScale: Number(values['true-cfg-scale']) } : {}),
@@ -106,8 +113,8 @@ const result = {
   shapeBySize,
   date: new Date().toISOString(),
 };
-fs.mkdirSync(path.dirname(values.out!), { recursive: true });
-fs.writeFileSync(values.out!, `${JSON.stringify(result, null, 2)}\n`);
+fs.mkdirSync(path.dirname(outPath), { recursive: true });
+fs.writeFileSync(outPath, `${JSON.stringify(result, null, 2)}\n`);
 
 // Grid: 6 x 4 tiles (image scaled x3, prompt under it, a tick or cross per attribute).
 const cols = 6;
@@ -148,11 +155,11 @@ composites.push({
   left: 0,
   top: 0,
 });
-fs.mkdirSync(path.dirname(values.grid!), { recursive: true });
+fs.mkdirSync(path.dirname(gridPath), { recursive: true });
 await sharp({ create: { ...canvas, channels: 3, background: '#ffffff' } })
   .composite(composites)
   .png()
-  .toFile(values.grid!);
+  .toFile(gridPath);
 
 console.log(`model ${result.model}: ${rows.length} held-out prompts in ${seconds.toFixed(1)} s`);
 console.log('| attribute | right | rate |\n|---|---|---|');

@@ -98,6 +98,17 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shiftin
 DEFAULT_STEPS = 16  # chosen on examples/shapes-validation.jsonl with true_cfg_scale 4 (tools/flux_train/README.md)
 
 
+def set_time_shift(shift: float) -> None:
+    """The static shift of this run's timesteps, in training (t' = s·t / (1 + (s − 1)·t), as SD3 / FLUX shift
+    their schedules for larger latents) and in the exported scheduler_config.json (sampling)."""
+    SCHEDULER_CONFIG["shift"] = float(shift)
+
+
+def shift_t(t, shift: float | None = None):
+    s = SCHEDULER_CONFIG["shift"] if shift is None else shift
+    return s * t / (1 + (s - 1) * t)
+
+
 def set_latent_channels(n: int) -> None:
     """The VAE's latent channels and the transformer's input (2x2 patches of them) for this run."""
     global LATENT_CHANNELS
@@ -308,8 +319,8 @@ class TextToImage(torch.nn.Module):
 
 
 def sigmas(steps: int) -> list[float]:
-    # FlowMatchEulerDiscreteScheduler with shift 1 and no dynamic shifting: linspace(1, 1/N, N), then 0
-    return [float(s) for s in np.linspace(1.0, 1.0 / steps, steps, dtype=np.float32)] + [0.0]
+    # FlowMatchEulerDiscreteScheduler with a static shift and no dynamic shifting: linspace(1, 1/N, N) shifted, then 0
+    return [float(shift_t(s)) for s in np.linspace(1.0, 1.0 / steps, steps, dtype=np.float32)] + [0.0]
 
 
 @torch.no_grad()
@@ -398,7 +409,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         c_ids, t_ids = tokenize(clip, t5, clip_eos, prompts)
         x0 = pack(lat_all[idx])
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.sigmoid(torch.randn(batch, generator=gen))  # logit-normal(0, 1), as in SD3 / FLUX training
+        t = shift_t(torch.sigmoid(torch.randn(batch, generator=gen)))  # logit-normal(0, 1), as in SD3 / FLUX training, shifted
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
         pooled, hidden = model.encode(c_ids, t_ids)
         v = model.velocity(xt, t, pooled, hidden, img_ids, txt_ids)
@@ -576,10 +587,12 @@ def main():
     ap.add_argument("--init-from", default=None, help="start the transformer from this transformer.pt's weights (fine-tuning)")
     ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS, help="VAE latent channels (FLUX.1: 16; the transformer takes 2x2 patches of them)")
     ap.add_argument("--vae-fg-weight", type=float, default=8.0, help="extra VAE reconstruction weight on the pixels near the shape")
+    ap.add_argument("--t-shift", type=float, default=1.0, help="static timestep shift, in training and in the exported scheduler (1: none)")
     ap.add_argument("--until", choices=["vae", "latents", "transformer", "export"], default="export", help="stop after this phase")
     ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
     args = ap.parse_args()
     set_latent_channels(args.latent_channels)
+    set_time_shift(args.t_shift)
     if args.pilot:
         args.work = os.path.join(args.work, "pilot")
         args.vae_steps, args.scenes, args.steps = 200, 2048, 400
