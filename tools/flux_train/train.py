@@ -362,7 +362,7 @@ def foreground_masks(all_scenes, grid: int = 16) -> torch.Tensor:
     return out
 
 
-def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None):
+def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, fg_balance: bool = False):
     model = TextToImage(clip_cfg, t5_vocab)
     params = [
         {"params": model.transformer.parameters(), "lr": 5e-4},
@@ -393,6 +393,11 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     # Foreground weighting: the shape covers a few percent of the image, so an unweighted loss is mostly
     # about the flat background; cells near the shape weigh 1 + fg_weight.
     masks = foreground_masks(data["scenes"]) if fg_weight > 0 else None
+    if masks is not None and fg_balance:
+        # Each image's foreground weighs the same in total, whatever its shape's size: a small shape's few
+        # cells weigh more (x1.8 at the grammar's sizes), a large one's less, relative to the mean area.
+        area = masks.sum(dim=(1, 2)).clamp(min=1)
+        masks = masks * (area.mean() / area)[:, None, None]
     rng = random.Random(SEED + 300 + start)
     gen = torch.Generator().manual_seed(SEED + 301 + start)
     img_ids, txt_ids = ids_grid(8, 8), torch.zeros(MAX_SEQUENCE_LENGTH, 3)
@@ -584,6 +589,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10000, help="transformer steps")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--fg-weight", type=float, default=10.0, help="extra loss weight on the latent cells near the shape (0: plain mean)")
+    ap.add_argument("--fg-balance", action="store_true", help="scale --fg-weight by each image's inverse shape area, so small shapes weigh as much as large ones")
     ap.add_argument("--init-from", default=None, help="start the transformer from this transformer.pt's weights (fine-tuning)")
     ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS, help="VAE latent channels (FLUX.1: 16; the transformer takes 2x2 patches of them)")
     ap.add_argument("--vae-fg-weight", type=float, default=8.0, help="extra VAE reconstruction weight on the pixels near the shape")
@@ -624,7 +630,7 @@ def main():
     log(f"latents: shift {data['shift']:.4f} scale {data['scale']:.4f}")
     if args.until == "latents":
         return
-    model = timed("transformer", lambda: train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from))
+    model = timed("transformer", lambda: train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.fg_balance))
     write_loss_curve(os.path.join(args.work, "loss.png"), history)
     if args.until == "transformer":
         return
