@@ -24,6 +24,7 @@ import { ProgressBar, type ProgressOutput } from '../common/progress.ts';
 import { produceJob } from '../producer/produce-job.ts';
 import type { JobDefaults } from '../producer/options.ts';
 import { errorsKey, imagesPrefix, manifestKey, outputKey } from '../common/bucket-layout.ts';
+import { retry } from '../common/retry.ts';
 
 export interface RunJobOptions {
   config: Config;
@@ -331,7 +332,7 @@ async function watchJob(
   for (const topic of topicList)
     ends.set(
       topic,
-      (await admin.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, offset: p.high })),
+      (await retry(() => admin.fetchTopicOffsets(topic), { attempts: 8 })).map((p) => ({ partition: p.partition, offset: p.high })),
     );
   const consumer = kafka.consumer({ groupId: `t2i-run-${jobId}-${process.pid}`, maxWaitTimeInMs: 200 });
   await consumer.connect();

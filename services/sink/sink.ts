@@ -20,6 +20,7 @@ import { errorEntryLine, imageEntryLine } from './part-format.ts';
 import { createSinkMetrics } from './sink-metrics.ts';
 import { Spill } from './spill.ts';
 import type { SinkState, SinkStats } from './types.ts';
+import { retry } from '../common/retry.ts';
 
 /*
  * The sink: results and dead letters in, one output.jsonl / errors.jsonl / manifest.json per job out, exact
@@ -163,7 +164,9 @@ export class Sink {
       await admin.connect();
       try {
         await ensureTopics(admin, this.config.kafka.topicPrefix, topicLayout(this.config.kafka));
-        this.events.setTargets(await admin.fetchTopicOffsets(this.topics.jobs));
+        // Right after ensureTopics created it, a topic may not have a leader yet (NOT_LEADER_FOR_PARTITION,
+        // retriable): retried rather than failing the start.
+        this.events.setTargets(await retry(() => admin.fetchTopicOffsets(this.topics.jobs), { attempts: 8 }));
       } finally {
         await admin.disconnect().catch(() => {});
       }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { jobEvent } from '../../services/common/messages.ts';
+import { retry } from '../../services/common/retry.ts';
 import { OPEN_JOBS_PREFIX, openJobKey, partsPrefix } from '../../services/common/bucket-layout.ts';
 import { createTestEnv } from '../helpers/env.ts';
 import { readTopic } from '../helpers/topic-reader.ts';
@@ -81,12 +82,19 @@ test('a job whose events left the jobs topic while it was open completes after a
   const admin = env.kafka.admin();
   await admin.connect();
   try {
-    const offsets = await admin.fetchTopicOffsets(env.topics.jobs);
-    await admin.deleteTopicRecords({
-      topic: env.topics.jobs,
-      partitions: offsets.map((o) => ({ partition: o.partition, offset: o.high })),
-    });
-    const after = await admin.fetchTopicOffsets(env.topics.jobs);
+    // A broker under load may answer NOT_LEADER_FOR_PARTITION (retriable) on a topic this admin has not
+    // looked at yet: retried, as kafkajs's producer and consumer do by themselves.
+    const retriable = { attempts: 6, initialMs: 250 };
+    const offsets = await retry(() => admin.fetchTopicOffsets(env.topics.jobs), retriable);
+    await retry(
+      () =>
+        admin.deleteTopicRecords({
+          topic: env.topics.jobs,
+          partitions: offsets.map((o) => ({ partition: o.partition, offset: o.high })),
+        }),
+      retriable,
+    );
+    const after = await retry(() => admin.fetchTopicOffsets(env.topics.jobs), retriable);
     assert.ok(
       after.every((o) => o.low === o.high),
       'the jobs topic is empty',
