@@ -8,8 +8,9 @@ the same command continues where it stopped):
   1. vae          AutoencoderKL (3 levels: 64x64 RGB -> 16x16xC latents, C = --latent-channels), L1 + MSE
                   (weighted towards the shape: --vae-fg-weight) + a small KL term
   2. latents      render the training scenes once and encode them (the VAE's posterior mean)
-  3. transformer  FLUX's rectified-flow objective: x_t = (1-t) x0 + t n, predict n - x0, t logit-normal;
-                  the text encoders are trained with it (from seeded random init)
+  3. transformer  FLUX's rectified-flow objective: x_t = (1-t) x0 + t n, predict n - x0, t logit-normal and
+                  shifted (--t-shift, also the exported scheduler's), loss weighted towards the shape
+                  (--fg-weight, --fg-balance); the text encoders are trained with it (from seeded random init)
   4. export       ONNX (tools/flux_tiny's export path), configs, tokenizers, t2i.json, a sample grid and
                   the loss curve
 
