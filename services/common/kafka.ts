@@ -95,6 +95,14 @@ export async function ensureTopics(admin: Admin, prefix: string, layout: TopicLa
   return names;
 }
 
+/**
+ * A topic's partition offsets, retried while the broker answers retriably: under load, or right after
+ * ensureTopics created the topic, it may answer NOT_LEADER_FOR_PARTITION.
+ */
+export function topicOffsets(admin: Admin, topic: string): ReturnType<Admin['fetchTopicOffsets']> {
+  return retry(() => admin.fetchTopicOffsets(topic), { attempts: 8, initialMs: 250 });
+}
+
 /** Plain-string view of kafkajs headers (Buffers decoded as UTF-8; repeated headers: the last). */
 export function headersToStrings(headers: IHeaders | undefined): Record<string, string> {
   const out: Record<string, string> = {};

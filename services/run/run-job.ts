@@ -16,7 +16,7 @@ import { logTail, servicesAnswer, stackDown, stackUp, type StackOptions } from '
 import { openCodec, type AvroCodec } from '../common/avro.ts';
 import { topicNames, type Config } from '../common/config.ts';
 import { T2iError, describeError } from '../common/errors.ts';
-import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable, topicLayout } from '../common/kafka.ts';
+import { createKafka, ensureTopics, headersToStrings, kafkaUnavailable, topicLayout, topicOffsets } from '../common/kafka.ts';
 import { JOB_ID_PATTERN, JOB_ID_RULE, type JobEvent } from '../common/messages.ts';
 import { ObjectStore } from '../common/object-store.ts';
 import { PACKAGE_ROOT } from '../common/paths.ts';
@@ -24,7 +24,6 @@ import { ProgressBar, type ProgressOutput } from '../common/progress.ts';
 import { produceJob } from '../producer/produce-job.ts';
 import type { JobDefaults } from '../producer/options.ts';
 import { errorsKey, imagesPrefix, manifestKey, outputKey } from '../common/bucket-layout.ts';
-import { retry } from '../common/retry.ts';
 
 export interface RunJobOptions {
   config: Config;
@@ -332,7 +331,7 @@ async function watchJob(
   for (const topic of topicList)
     ends.set(
       topic,
-      (await retry(() => admin.fetchTopicOffsets(topic), { attempts: 8 })).map((p) => ({ partition: p.partition, offset: p.high })),
+      (await topicOffsets(admin, topic)).map((p) => ({ partition: p.partition, offset: p.high })),
     );
   const consumer = kafka.consumer({ groupId: `t2i-run-${jobId}-${process.pid}`, maxWaitTimeInMs: 200 });
   await consumer.connect();

@@ -5,7 +5,7 @@ import type { AvroCodec } from '../common/avro.ts';
 import { PartitionConsumer, type PartitionBatch } from '../common/partition-consumer.ts';
 import { topicNames, type TopicNames } from '../common/config.ts';
 import { describeError } from '../common/errors.ts';
-import { ensureTopics, topicLayout } from '../common/kafka.ts';
+import { ensureTopics, topicLayout, topicOffsets } from '../common/kafka.ts';
 import { Lifecycle } from '../common/lifecycle.ts';
 import { MessageProducer } from '../common/message-producer.ts';
 import { JOB_ID_PATTERN, type DeadLetter, type ImageResult } from '../common/messages.ts';
@@ -20,7 +20,6 @@ import { errorEntryLine, imageEntryLine } from './part-format.ts';
 import { createSinkMetrics } from './sink-metrics.ts';
 import { Spill } from './spill.ts';
 import type { SinkState, SinkStats } from './types.ts';
-import { retry } from '../common/retry.ts';
 
 /*
  * The sink: results and dead letters in, one output.jsonl / errors.jsonl / manifest.json per job out, exact
@@ -164,9 +163,7 @@ export class Sink {
       await admin.connect();
       try {
         await ensureTopics(admin, this.config.kafka.topicPrefix, topicLayout(this.config.kafka));
-        // Right after ensureTopics created it, a topic may not have a leader yet (NOT_LEADER_FOR_PARTITION,
-        // retriable): retried rather than failing the start.
-        this.events.setTargets(await retry(() => admin.fetchTopicOffsets(this.topics.jobs), { attempts: 8 }));
+        this.events.setTargets(await topicOffsets(admin, this.topics.jobs));
       } finally {
         await admin.disconnect().catch(() => {});
       }

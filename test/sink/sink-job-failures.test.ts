@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AvroCodec } from '../../services/common/avro.ts';
 import { jobEvent } from '../../services/common/messages.ts';
+import { topicOffsets } from '../../services/common/kafka.ts';
 import { retry } from '../../services/common/retry.ts';
 import { OPEN_JOBS_PREFIX, openJobKey, partsPrefix } from '../../services/common/bucket-layout.ts';
 import { createTestEnv } from '../helpers/env.ts';
@@ -82,19 +83,17 @@ test('a job whose events left the jobs topic while it was open completes after a
   const admin = env.kafka.admin();
   await admin.connect();
   try {
-    // A broker under load may answer NOT_LEADER_FOR_PARTITION (retriable) on a topic this admin has not
-    // looked at yet: retried, as kafkajs's producer and consumer do by themselves.
-    const retriable = { attempts: 6, initialMs: 250 };
-    const offsets = await retry(() => admin.fetchTopicOffsets(env.topics.jobs), retriable);
+    // A broker under load may answer NOT_LEADER_FOR_PARTITION (retriable): retried.
+    const offsets = await topicOffsets(admin, env.topics.jobs);
     await retry(
       () =>
         admin.deleteTopicRecords({
           topic: env.topics.jobs,
           partitions: offsets.map((o) => ({ partition: o.partition, offset: o.high })),
         }),
-      retriable,
+      { attempts: 8, initialMs: 250 },
     );
-    const after = await retry(() => admin.fetchTopicOffsets(env.topics.jobs), retriable);
+    const after = await topicOffsets(admin, env.topics.jobs);
     assert.ok(
       after.every((o) => o.low === o.high),
       'the jobs topic is empty',
