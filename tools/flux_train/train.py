@@ -363,7 +363,7 @@ def foreground_masks(all_scenes, grid: int = 16) -> torch.Tensor:
     return out
 
 
-def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, fg_balance: bool = False):
+def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, fg_balance: bool = False, shift_from: float = 0.0):
     model = TextToImage(clip_cfg, t5_vocab)
     params = [
         {"params": model.transformer.parameters(), "lr": 5e-4},
@@ -373,8 +373,12 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     opt = torch.optim.AdamW(params, weight_decay=0.01)
     state = ck.load("transformer.pt")
     start = 0
+    # Wall and CPU time of the steps done so far, carried in the checkpoint so that a run resumed after a kill
+    # reports the time of the whole training, not of its last piece.
+    elapsed = {"wall_s": 0.0, "cpu_s": 0.0}
     if state is not None:
         check_channels(state, ck.path("transformer.pt"))
+        elapsed = state.get("elapsed", elapsed)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
@@ -386,7 +390,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         model.load_state_dict(init["model"])
         log(f"transformer: initialised from {init_from}")
     if start >= steps:
-        return model.eval()
+        return model.eval(), elapsed
     clip, t5, clip_eos = toks
     lat_all = data["latents"].float()
     lat_all = (lat_all - data["shift"]) * data["scale"]
@@ -403,7 +407,9 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     gen = torch.Generator().manual_seed(SEED + 301 + start)
     img_ids, txt_ids = ids_grid(8, 8), torch.zeros(MAX_SEQUENCE_LENGTH, 3)
     model.train()
-    last_save = time.time()
+    last_save = t0 = time.time()
+    c0 = time.process_time()
+    shift_step = int(shift_from * steps)
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="transformer", dynamic_ncols=True)
     for step in bar:
         frac = 0.5 * (1 + math.cos(math.pi * step / steps)) * 0.95 + 0.05
@@ -415,7 +421,9 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         c_ids, t_ids = tokenize(clip, t5, clip_eos, prompts)
         x0 = pack(lat_all[idx])
         noise = torch.randn(x0.shape, generator=gen)
-        t = shift_t(torch.sigmoid(torch.randn(batch, generator=gen)))  # logit-normal(0, 1), as in SD3 / FLUX training, shifted
+        t = torch.sigmoid(torch.randn(batch, generator=gen))  # logit-normal(0, 1), as in SD3 / FLUX training
+        if step >= shift_step:
+            t = shift_t(t)  # shifted towards noise, as the exported scheduler samples
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
         pooled, hidden = model.encode(c_ids, t_ids)
         v = model.velocity(xt, t, pooled, hidden, img_ids, txt_ids)
@@ -437,11 +445,12 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
             write_grid(os.path.join(ck.work, f"samples-{step + 1:06d}.png"), model, vae, data, toks, 8)
             model.train()
         if time.time() - last_save > 180 or STOP["requested"] or step + 1 == steps:
-            ck.save("transformer.pt", {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "history": history["transformer"], "latent_channels": LATENT_CHANNELS})
+            done = {"wall_s": elapsed["wall_s"] + time.time() - t0, "cpu_s": elapsed["cpu_s"] + time.process_time() - c0}
+            ck.save("transformer.pt", {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "history": history["transformer"], "latent_channels": LATENT_CHANNELS, "elapsed": done})
             last_save = time.time()
             if STOP["requested"]:
                 sys.exit(130)
-    return model.eval()
+    return model.eval(), done
 
 
 # ------------------------------------------------------------------------------------------------
@@ -595,6 +604,7 @@ def main():
     ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS, help="VAE latent channels (FLUX.1: 16; the transformer takes 2x2 patches of them)")
     ap.add_argument("--vae-fg-weight", type=float, default=8.0, help="extra VAE reconstruction weight on the pixels near the shape")
     ap.add_argument("--t-shift", type=float, default=3.0, help="static timestep shift, in training and in the exported scheduler (1: none)")
+    ap.add_argument("--shift-from", type=float, default=0.6, help="fraction of the transformer steps trained on unshifted timesteps before --t-shift applies (0: shifted throughout)")
     ap.add_argument("--until", choices=["vae", "latents", "transformer", "export"], default="export", help="stop after this phase")
     ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
     args = ap.parse_args()
@@ -631,7 +641,9 @@ def main():
     log(f"latents: shift {data['shift']:.4f} scale {data['scale']:.4f}")
     if args.until == "latents":
         return
-    model = timed("transformer", lambda: train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.fg_balance))
+    model, elapsed = train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.fg_balance, args.shift_from)
+    timings["transformer"] = elapsed
+    ck.save("timings.pt", timings)
     write_loss_curve(os.path.join(args.work, "loss.png"), history)
     if args.until == "transformer":
         return
