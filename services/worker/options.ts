@@ -12,7 +12,7 @@ export interface WorkerOptions {
   maxBatch: number | undefined;
   /** Longest a prompt waits for batch-mates before a partial batch runs (`T2I_MAX_WAIT_MS`). Default 25 ms. */
   maxWaitMs: number;
-  /** Batches that may be encoding/uploading while the next one runs inference (`T2I_PIPELINE_DEPTH`). Default 2. */
+  /** Batches past the batcher at once: in the engine (running or queued) or encoding/uploading (`T2I_PIPELINE_DEPTH`). Default 2. */
   pipelineDepth: number;
   /** Engine attempts for a prompt that fails on its own before it is dead-lettered (`T2I_MAX_ATTEMPTS`). Default 3. */
   maxAttempts: number;

@@ -18,6 +18,10 @@ import { createPublisher, readMaxMessageBytes, type WorkItem } from './publish.t
 import type { WorkerOptions } from './options.ts';
 import { Semaphore } from './semaphore.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './worker-metrics.ts';
+import { EngineClock } from './engine-clock.ts';
+
+/** Batches given to the engine at once: one running, one waiting in the engine's queue to start the moment it ends. */
+export const ENGINE_QUEUE_DEPTH = 2;
 
 export interface WorkerDependencies {
   config: Config;
@@ -44,7 +48,7 @@ export interface Worker {
 
 /**
  * The GPU consumer. Prompts flow: Kafka fetch → admission (bounded in-flight) → micro-batcher (same
- * shape, up to maxBatch or maxWaitMs) → engine (one pass at a time) → PNG encode + upload + publish
+ * shape, up to maxBatch or maxWaitMs) → engine (one pass at a time, the next one queued behind it) → PNG encode + upload + publish
  * (up to pipelineDepth batches at once, overlapping the next inference) → offsets resolved in order.
  */
 export function createWorker(deps: WorkerDependencies): Worker {
@@ -64,6 +68,8 @@ export function createWorker(deps: WorkerDependencies): Worker {
   // Bounded in-flight work: when full, eachBatch stops taking messages, so fetching pauses (backpressure).
   let admission = new Semaphore(maxBatch * (options.pipelineDepth + 2));
   const postSlots = new Semaphore(options.pipelineDepth);
+  const engineSlots = new Semaphore(ENGINE_QUEUE_DEPTH);
+  const clock = new EngineClock();
   let inFlight = 0;
   let idle: (() => void) | undefined;
   let inferenceLoop: Promise<void> | undefined;
@@ -159,70 +165,90 @@ export function createWorker(deps: WorkerDependencies): Worker {
     }
   }
 
+  /**
+   * Forms batches and hands them to the engine, up to ENGINE_QUEUE_DEPTH at once: the next batch waits in
+   * the engine's own queue while the current one runs, so the engine starts it the moment the current one
+   * ends instead of after a round trip through this thread (which is busy encoding and uploading).
+   */
   async function runInference(): Promise<void> {
+    const running = new Set<Promise<void>>();
     for (;;) {
+      await engineSlots.acquire();
       const waitStart = performance.now();
       const items = await batcher.next();
-      if (!items) return;
-      if (items.length === 0) continue;
+      if (!items) break;
+      if (items.length === 0) {
+        engineSlots.release();
+        continue;
+      }
       const batchedAt = performance.now();
-      metrics.engineStarvedSeconds.inc((batchedAt - waitStart) / 1000);
+      metrics.engineStarvedSeconds.inc(clock.idleSinceMs(waitStart) / 1000);
       await postSlots.acquire();
-      metrics.engineBlockedSeconds.inc((performance.now() - batchedAt) / 1000);
-      const batchSpan = tracer().startSpan('worker.batch', {
-        attributes: { 't2i.batch_size': items.length },
-        links: items.map((item) => ({ context: item.span.spanContext() })),
+      metrics.engineBlockedSeconds.inc(clock.idleSinceMs(batchedAt) / 1000);
+      const batch = runBatch(items).finally(() => {
+        engineSlots.release();
+        running.delete(batch);
       });
-      const started = performance.now();
-      let outcomes: ItemOutcome[];
-      try {
-        outcomes = await withSpan('worker.inference', {}, trace.setSpan(otelContext.active(), batchSpan), () =>
-          generateWithRecovery(
-            engine,
-            items.map((i) => i.generate),
-            {
-              maxAttempts: options.maxAttempts,
-              onFailure: (size, error) => {
-                metrics.engineFailures.inc();
-                logger.warn({ size, err: describeError(error) }, 'engine pass failed: splitting/retrying');
-              },
-              onOutOfMemory: (size) => {
-                metrics.outOfMemory.inc();
-                const next = Math.max(1, Math.min(maxBatch, Math.floor(size / 2)));
-                if (next < maxBatch) {
-                  logger.warn(
-                    { from: maxBatch, to: next },
-                    `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`,
-                  );
-                  maxBatch = next;
-                  batcher.setMaxBatch(next);
-                  metrics.maxBatch.set(next);
-                }
-              },
+      running.add(batch);
+    }
+    await Promise.all(running);
+  }
+
+  /** One batch: inference (with recovery), then encode, upload and publish in the background. */
+  async function runBatch(items: WorkItem[]): Promise<void> {
+    const batchSpan = tracer().startSpan('worker.batch', {
+      attributes: { 't2i.batch_size': items.length },
+      links: items.map((item) => ({ context: item.span.spanContext() })),
+    });
+    const timed = clock.timed(engine);
+    let outcomes: ItemOutcome[];
+    try {
+      outcomes = await withSpan('worker.inference', {}, trace.setSpan(otelContext.active(), batchSpan), () =>
+        generateWithRecovery(
+          timed.engine,
+          items.map((i) => i.generate),
+          {
+            maxAttempts: options.maxAttempts,
+            onFailure: (size, error) => {
+              metrics.engineFailures.inc();
+              logger.warn({ size, err: describeError(error) }, 'engine pass failed: splitting/retrying');
             },
-          ),
-        );
-      } catch (error) {
-        // The engine itself is gone (its thread died, it was closed): stop this worker without
-        // dead-lettering or committing anything; the prompts go to another worker or a restarted one.
+            onOutOfMemory: (size) => {
+              metrics.outOfMemory.inc();
+              const next = Math.max(1, Math.min(maxBatch, Math.floor(size / 2)));
+              if (next < maxBatch) {
+                logger.warn(
+                  { from: maxBatch, to: next },
+                  `engine out of memory at batch ${size}: batch size lowered to ${next} for the rest of this run`,
+                );
+                maxBatch = next;
+                batcher.setMaxBatch(next);
+                metrics.maxBatch.set(next);
+              }
+            },
+          },
+        ),
+      );
+    } catch (error) {
+      // The engine itself is gone (its thread died, it was closed): stop this worker without
+      // dead-lettering or committing anything; the prompts go to another worker or a restarted one.
+      batchSpan.end();
+      postSlots.release();
+      abandon(error, items, 'the engine failed for good');
+      return;
+    }
+    const engineMs = timed.elapsedMs();
+    metrics.batchSize.observe(items.length);
+    metrics.inferenceSeconds.observe(engineMs / 1000);
+    void publish(items, outcomes, engineMs)
+      // Only a non-retriable fault reaches here (transient ones are waited out inside): a deleted
+      // bucket, a denied PutObject, a dead letter over the broker's limit. Waiting cannot help, so the
+      // worker stops not-ready and exits non-zero; the batch stays uncommitted for a fixed deployment.
+      .catch((error: unknown) => abandon(error, items, 'publishing a batch failed with an error that waiting cannot fix'))
+      .finally(() => {
         batchSpan.end();
         postSlots.release();
-        abandon(error, items, 'the engine failed for good');
-        return;
-      }
-      const engineMs = performance.now() - started;
-      metrics.batchSize.observe(items.length);
-      metrics.inferenceSeconds.observe(engineMs / 1000);
-      void publish(items, outcomes, engineMs)
-        // Only a non-retriable fault reaches here (transient ones are waited out inside): a deleted
-        // bucket, a denied PutObject, a dead letter over the broker's limit. Waiting cannot help, so the
-        // worker stops not-ready and exits non-zero; the batch stays uncommitted for a fixed deployment.
-        .catch((error: unknown) => abandon(error, items, 'publishing a batch failed with an error that waiting cannot fix'))
-        .finally(() => {
-          batchSpan.end();
-          postSlots.release();
-        });
-    }
+      });
   }
 
   async function start(): Promise<void> {

@@ -168,6 +168,42 @@ test('a poison prompt ends in the errors topic while its batch-mates succeed', a
   assert.deepEqual([...new Set(results.map((m) => m.value.row))].sort(), [1, 3, 4]);
 });
 
+test('the next batch waits in the engine while the current one runs, and every prompt still gets its one result', async () => {
+  const t = await createTestEnv({ promptPartitions: 1 });
+  const real = createFluxPipeline({ modelDirectory: t.config.model.dir });
+  let pending = 0;
+  let mostPending = 0;
+  const engine: ImageEngine = {
+    get info() {
+      return real.info;
+    },
+    load: () => real.load(),
+    close: () => real.close(),
+    generate: async (requests: readonly GenerateRequest[]) => {
+      mostPending = Math.max(mostPending, ++pending);
+      try {
+        return await real.generate(requests);
+      } finally {
+        pending--;
+      }
+    },
+  };
+  const { stop } = await startTestWorker(t.config, { groupId: randomName('workers-'), engine, env: { T2I_MAX_BATCH: '2' } });
+  after(stop);
+  const sent = await sendPrompts(
+    t.kafka,
+    codec,
+    t.topics.prompts,
+    'job-queue',
+    Array.from({ length: 16 }, (_, i) => ({ prompt: `prompt ${i}` })),
+  );
+  const results = await (
+    await watchTopic(t.kafka, codec, t.topics.results, 'ImageResult')
+  ).until('ImageResult messages', (all) => distinct(all) >= sent.length, 90_000);
+  assert.deepEqual(resultKeys(results), sentKeys(sent));
+  assert.ok(mostPending >= 2, `at most ${mostPending} pass(es) were given to the engine at once`);
+});
+
 /** A TCP relay in front of the real S3 server that the test can cut and restore (an S3 outage). */
 async function startRelay(target: {
   host: string;
