@@ -1,4 +1,4 @@
-import type { ImageEngine } from './engine/index.ts';
+import { withGenerate, type ImageEngine } from './engine/index.ts';
 
 /**
  * The engine's own time when more than one pass is handed to it at once. The engine runs passes one after
@@ -23,21 +23,14 @@ export class EngineClock {
   /** `engine` with every generate() call timed; `elapsedMs()` is the engine time of the calls made through it. */
   timed(engine: ImageEngine): { engine: ImageEngine; elapsedMs: () => number } {
     let total = 0;
-    const wrapped: ImageEngine = {
-      get info() {
-        return engine.info;
-      },
-      load: () => engine.load(),
-      close: () => engine.close(),
-      generate: async (requests) => {
-        const given = this.give();
-        try {
-          return await engine.generate(requests);
-        } finally {
-          total += this.end(given);
-        }
-      },
-    };
+    const wrapped = withGenerate(engine, async (requests) => {
+      const given = this.give();
+      try {
+        return await engine.generate(requests);
+      } finally {
+        total += this.end(given);
+      }
+    });
     return { engine: wrapped, elapsedMs: () => total };
   }
 

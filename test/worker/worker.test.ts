@@ -15,6 +15,7 @@ import {
   EngineError,
   readPngMetadata,
   type GenerateRequest,
+  withGenerate,
   type ImageEngine,
 } from '../../services/worker/engine/index.ts';
 import { injectTraceHeaders, registerTelemetryBasics } from '../../services/common/telemetry.ts';
@@ -123,17 +124,10 @@ test('two workers share the work; a prompt never gets two different results', as
 
 /** An engine that fails any pass containing the poison prompt (the test seam: the real engine for the rest). */
 function poisoned(engine: ImageEngine, poison: string): ImageEngine {
-  return {
-    get info() {
-      return engine.info;
-    },
-    load: () => engine.load(),
-    close: () => engine.close(),
-    generate: async (requests: readonly GenerateRequest[]) => {
-      if (requests.some((r) => r.prompt.includes(poison))) throw new Error(`engine choked on ${poison}`);
-      return engine.generate(requests);
-    },
-  };
+  return withGenerate(engine, async (requests: readonly GenerateRequest[]) => {
+    if (requests.some((r) => r.prompt.includes(poison))) throw new Error(`engine choked on ${poison}`);
+    return engine.generate(requests);
+  });
 }
 
 test('a poison prompt ends in the errors topic while its batch-mates succeed', async () => {
@@ -173,21 +167,14 @@ test('the next batch waits in the engine while the current one runs, and every p
   const real = createFluxPipeline({ modelDirectory: t.config.model.dir });
   let pending = 0;
   let mostPending = 0;
-  const engine: ImageEngine = {
-    get info() {
-      return real.info;
-    },
-    load: () => real.load(),
-    close: () => real.close(),
-    generate: async (requests: readonly GenerateRequest[]) => {
-      mostPending = Math.max(mostPending, ++pending);
-      try {
-        return await real.generate(requests);
-      } finally {
-        pending--;
-      }
-    },
-  };
+  const engine = withGenerate(real, async (requests: readonly GenerateRequest[]) => {
+    mostPending = Math.max(mostPending, ++pending);
+    try {
+      return await real.generate(requests);
+    } finally {
+      pending--;
+    }
+  });
   const { stop } = await startTestWorker(t.config, { groupId: randomName('workers-'), engine, env: { T2I_MAX_BATCH: '2' } });
   after(stop);
   const sent = await sendPrompts(
@@ -340,17 +327,10 @@ test('an engine that is gone stops the worker without dead-lettering or committi
   const groupId = randomName('workers-');
   const real = createFluxPipeline({ modelDirectory: t.config.model.dir });
   let calls = 0;
-  const dying: ImageEngine = {
-    get info() {
-      return real.info;
-    },
-    load: () => real.load(),
-    close: () => real.close(),
-    generate: async (requests: readonly GenerateRequest[]) => {
-      calls++;
-      throw new EngineError('NOT_LOADED', `engine thread exited (${requests.length} prompts lost with it)`);
-    },
-  };
+  const dying = withGenerate(real, async (requests: readonly GenerateRequest[]) => {
+    calls++;
+    throw new EngineError('NOT_LOADED', `engine thread exited (${requests.length} prompts lost with it)`);
+  });
   const broken = await startTestWorker(t.config, { groupId, engine: dying, workerId: 'broken' });
   const sent = await sendPrompts(
     t.kafka,

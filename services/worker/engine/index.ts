@@ -18,3 +18,4 @@ export type {
   PipelineStage,
   StageTiming,
 } from './types.ts';
+export { withGenerate } from './types.ts';

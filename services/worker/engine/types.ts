@@ -98,3 +98,15 @@ export interface StageTiming {
   /** 0-based Euler step, transformer stage only. */
   step?: number;
 }
+
+/** `engine` with its generate() replaced (a decorator: timing, fault injection); info, load and close pass through. */
+export function withGenerate(engine: ImageEngine, generate: ImageEngine['generate']): ImageEngine {
+  return {
+    get info() {
+      return engine.info;
+    },
+    load: () => engine.load(),
+    close: () => engine.close(),
+    generate,
+  };
+}
