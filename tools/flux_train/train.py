@@ -363,7 +363,7 @@ def foreground_masks(all_scenes, grid: int = 16) -> torch.Tensor:
     return out
 
 
-def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, fg_balance: bool = False, shift_from: float = 0.0):
+def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, fg_balance: bool = False, shift_from: float = 0.0, lr_restart: bool = False):
     model = TextToImage(clip_cfg, t5_vocab)
     params = [
         {"params": model.transformer.parameters(), "lr": 5e-4},
@@ -412,9 +412,12 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     shift_step = int(shift_from * steps)
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="transformer", dynamic_ncols=True)
     for step in bar:
-        frac = 0.5 * (1 + math.cos(math.pi * step / steps)) * 0.95 + 0.05
+        # Warm-up and cosine decay; with lr_restart a second cycle starts where the shift comes on, so the
+        # shifted steps learn at a full learning rate (as the fine-tuning stages of the bundled weights did).
+        c0, c1 = (shift_step, steps) if lr_restart and 0 < shift_step <= step else (0, shift_step if lr_restart and step < shift_step else steps)
+        frac = 0.5 * (1 + math.cos(math.pi * (step - c0) / max(1, c1 - c0))) * 0.95 + 0.05
         for g, b in zip(opt.param_groups, base):
-            g["lr"] = b * min(1.0, (step + 1) / 200) * frac
+            g["lr"] = b * min(1.0, (step - c0 + 1) / 200) * frac
         idx = [rng.randrange(n) for _ in range(batch)]
         prompts = [scenes.caption(data["scenes"][i], rng) for i in idx]
         prompts = ["" if rng.random() < UNCOND_PROB else p for p in prompts]
@@ -605,6 +608,7 @@ def main():
     ap.add_argument("--vae-fg-weight", type=float, default=8.0, help="extra VAE reconstruction weight on the pixels near the shape")
     ap.add_argument("--t-shift", type=float, default=3.0, help="static timestep shift, in training and in the exported scheduler (1: none)")
     ap.add_argument("--shift-from", type=float, default=0.6, help="fraction of the transformer steps trained on unshifted timesteps before --t-shift applies (0: shifted throughout)")
+    ap.add_argument("--lr-restart", action=argparse.BooleanOptionalAction, default=False, help="a second warm-up and cosine cycle of the learning rate from where --shift-from starts the shift")
     ap.add_argument("--until", choices=["vae", "latents", "transformer", "export"], default="export", help="stop after this phase")
     ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
     args = ap.parse_args()
@@ -641,7 +645,7 @@ def main():
     log(f"latents: shift {data['shift']:.4f} scale {data['scale']:.4f}")
     if args.until == "latents":
         return
-    model, elapsed = train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.fg_balance, args.shift_from)
+    model, elapsed = train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.fg_balance, args.shift_from, args.lr_restart)
     timings["transformer"] = elapsed
     ck.save("timings.pt", timings)
     write_loss_curve(os.path.join(args.work, "loss.png"), history)
