@@ -54,6 +54,19 @@ export function isRetriable(error: unknown): boolean {
   );
 }
 
+/**
+ * Whether a Kafka error `type` (kafkajs's broker error name, e.g. MESSAGE_TOO_LARGE) is one of `types`,
+ * on the error or anywhere in its cause chain (kafkajs wraps broker errors in retry and producer errors).
+ */
+export function hasErrorType(error: unknown, types: ReadonlySet<string>): boolean {
+  let current = error as { type?: unknown; cause?: unknown } | null | undefined;
+  for (let depth = 0; current && depth < 5; depth++) {
+    if (typeof current.type === 'string' && types.has(current.type)) return true;
+    current = current.cause as typeof current;
+  }
+  return false;
+}
+
 /** A one-line description of an error and its causes, for logs and CLI messages. */
 export function describeError(error: unknown): string {
   const parts: string[] = [];

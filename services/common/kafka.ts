@@ -1,7 +1,7 @@
 import { Kafka, logLevel as KafkaLogLevel, type Admin, type IHeaders, type KafkaConfig as KafkaJsConfig, type ITopicConfig } from 'kafkajs';
 import type { Logger } from 'pino';
 import { topicNames, type KafkaConfig, type TopicNames } from './config.ts';
-import { T2iError } from './errors.ts';
+import { hasErrorType, T2iError } from './errors.ts';
 import { retry } from './retry.ts';
 
 /**
@@ -58,6 +58,9 @@ export function topicLayout(config: KafkaConfig): TopicLayout {
 }
 
 /** Creates the four topics of a prefix if they do not exist yet (idempotent). */
+/** Broker answers while a topic just created has no leader yet. */
+const TOPIC_NOT_READY = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
 export async function ensureTopics(admin: Admin, prefix: string, layout: TopicLayout): Promise<TopicNames> {
   const names = topicNames(prefix);
   const replicationFactor = layout.replicationFactor ?? 1;
@@ -86,10 +89,7 @@ export async function ensureTopics(admin: Admin, prefix: string, layout: TopicLa
     {
       attempts: 6,
       initialMs: 250,
-      retryOn: (error) =>
-        /UNKNOWN_TOPIC_OR_PARTITION|LEADER_NOT_AVAILABLE/.test(
-          `${(error as { type?: string }).type} ${(error as { cause?: { type?: string } }).cause?.type}`,
-        ),
+      retryOn: (error) => hasErrorType(error, TOPIC_NOT_READY),
     },
   );
   return names;

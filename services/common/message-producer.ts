@@ -1,6 +1,7 @@
 import { CompressionTypes, type Kafka, type Message, type Producer, type ProducerConfig } from 'kafkajs';
 import { context, type Context } from '@opentelemetry/api';
 import type { AvroCodec, MessageName, MessageTypes } from './avro.ts';
+import { hasErrorType } from './errors.ts';
 import { retry } from './retry.ts';
 import { injectTraceHeaders } from './telemetry.ts';
 
@@ -19,9 +20,7 @@ export interface OutgoingMessage<N extends MessageName> {
 const SESSION_LOST = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
 
 export function isProducerSessionLost(error: unknown): boolean {
-  for (let e = error as { type?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++)
-    if (typeof e.type === 'string' && SESSION_LOST.has(e.type)) return true;
-  return false;
+  return hasErrorType(error, SESSION_LOST);
 }
 
 /**

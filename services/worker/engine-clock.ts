@@ -8,11 +8,11 @@ import { withGenerate, type ImageEngine } from './engine/index.ts';
  */
 export class EngineClock {
   private pending = 0;
+  /** When the last pass ended (or the clock started): with nothing pending, the engine is idle since then. */
   private lastEnd: number;
-  private idleSince: number;
 
   constructor(private readonly now: () => number = () => performance.now()) {
-    this.lastEnd = this.idleSince = now();
+    this.lastEnd = now();
   }
 
   /** Passes given to the engine and not yet ended. */
@@ -37,7 +37,7 @@ export class EngineClock {
   /** Milliseconds since `from` that the engine has been idle; 0 while a pass is pending. */
   idleSinceMs(from: number): number {
     if (this.pending > 0) return 0;
-    return Math.max(0, this.now() - Math.max(from, this.idleSince));
+    return Math.max(0, this.now() - Math.max(from, this.lastEnd));
   }
 
   private give(): number {
@@ -49,7 +49,7 @@ export class EngineClock {
     const at = this.now();
     const ms = at - Math.max(given, this.lastEnd);
     this.lastEnd = at;
-    if (--this.pending === 0) this.idleSince = at;
+    this.pending--;
     return Math.max(0, ms);
   }
 }

@@ -7,7 +7,7 @@
 import { context as otelContext, trace, type Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { TopicNames } from '../common/config.ts';
-import { describeError } from '../common/errors.ts';
+import { describeError, hasErrorType } from '../common/errors.ts';
 import type { Kafka, Message } from 'kafkajs';
 import type { MessageProducer, OutgoingMessage } from '../common/message-producer.ts';
 import { BATCH_MARGIN, messageBytes, topicMaxMessageBytes } from '../common/topic-limits.ts';
@@ -32,15 +32,11 @@ export interface WorkItem {
   resolve: (durable: boolean) => void;
 }
 
+const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+
 /** The broker refused a produce request for its size (MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE), anywhere in the cause chain. */
 export function isTooLarge(error: unknown): boolean {
-  let current: unknown = error;
-  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
-    const type = (current as { type?: unknown }).type;
-    if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
+  return hasErrorType(error, TOO_LARGE);
 }
 
 export interface PublisherDeps {

@@ -414,10 +414,13 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     for step in bar:
         # Warm-up and cosine decay; with lr_restart a second cycle starts where the shift comes on, so the
         # shifted steps learn at a full learning rate (as the fine-tuning stages of the bundled weights did).
-        c0, c1 = (shift_step, steps) if lr_restart and 0 < shift_step <= step else (0, shift_step if lr_restart and step < shift_step else steps)
-        frac = 0.5 * (1 + math.cos(math.pi * (step - c0) / max(1, c1 - c0))) * 0.95 + 0.05
+        if lr_restart and 0 < shift_step <= step:
+            cycle_start, cycle_end = shift_step, steps
+        else:
+            cycle_start, cycle_end = 0, shift_step if lr_restart and step < shift_step else steps
+        frac = 0.5 * (1 + math.cos(math.pi * (step - cycle_start) / max(1, cycle_end - cycle_start))) * 0.95 + 0.05
         for g, b in zip(opt.param_groups, base):
-            g["lr"] = b * min(1.0, (step - c0 + 1) / 200) * frac
+            g["lr"] = b * min(1.0, (step - cycle_start + 1) / 200) * frac
         idx = [rng.randrange(n) for _ in range(batch)]
         prompts = [scenes.caption(data["scenes"][i], rng) for i in idx]
         prompts = ["" if rng.random() < UNCOND_PROB else p for p in prompts]
