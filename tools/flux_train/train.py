@@ -9,8 +9,10 @@ the same command continues where it stopped):
                   (weighted towards the shape: --vae-fg-weight) + a small KL term
   2. latents      render the training scenes once and encode them (the VAE's posterior mean)
   3. transformer  FLUX's rectified-flow objective: x_t = (1-t) x0 + t n, predict n - x0, t logit-normal and
-                  shifted (--t-shift, also the exported scheduler's), loss weighted towards the shape
-                  (--fg-weight, --fg-balance); the text encoders are trained with it (from seeded random init)
+                  shifted (--t-shift, also the exported scheduler's) in the stages that say so, loss weighted
+                  towards the shape (--fg-weight, balanced by shape area in the stages that say so), in
+                  --stages with their own learning-rate cycles; the text encoders are trained with it (from
+                  seeded random init)
   4. export       ONNX (tools/flux_tiny's export path), configs, tokenizers, t2i.json, a sample grid and
                   the loss curve
 
@@ -30,6 +32,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -363,7 +366,47 @@ def foreground_masks(all_scenes, grid: int = 16) -> torch.Tensor:
     return out
 
 
-def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, fg_balance: bool = False, shift_from: float = 0.0, lr_restart: bool = False):
+class Stage(NamedTuple):
+    """A stretch of transformer training: its own learning-rate warm-up and cosine decay, a fresh start of
+    AdamW's moments, shifted timesteps or not, balanced foreground weighting or not."""
+
+    steps: int
+    shift: bool
+    balance: bool
+
+
+def parse_stages(spec: str) -> list[Stage]:
+    """"8000,3000:shift,3000:shift+balance" -> three stages (see --stages)."""
+    out = []
+    for k, item in enumerate(spec.split(",")):
+        count, _, flags = item.strip().partition(":")
+        opts = set(filter(None, flags.split("+")))
+        unknown = opts - {"shift", "balance"}
+        if not count.isdigit() or int(count) <= 0 or unknown:
+            raise SystemExit(f"--stages: stage {k + 1} ({item!r}) must be STEPS[:shift][+balance], e.g. 3000:shift+balance" + (f"; unknown {sorted(unknown)}" if unknown else ""))
+        out.append(Stage(int(count), "shift" in opts, "balance" in opts))
+    return out
+
+
+def stage_at(stages: list[Stage], step: int) -> tuple[int, int]:
+    """(index of the stage that global step `step` belongs to, the global step that stage starts at)"""
+    begin = 0
+    for i, st in enumerate(stages):
+        if step < begin + st.steps:
+            return i, begin
+        begin += st.steps
+    return len(stages) - 1, begin - stages[-1].steps
+
+
+def clip_trim(c_ids: torch.Tensor, eos: int) -> torch.Tensor:
+    """CLIP's ids cut after the last row's first EOS. Exact: CLIP's attention is causal and its pooled output
+    is the first EOS position's, so the padding after it changes nothing the transformer sees; it only costs
+    time (77 positions for captions of at most ~23 tokens)."""
+    first = (c_ids == eos).int().argmax(dim=1)
+    return c_ids[:, : int(first.max()) + 1]
+
+
+def train_transformer(ck: Checkpoints, data, stages: list[Stage], batch: int, history: dict, toks, clip_cfg, t5_vocab, vae, pilot: bool, fg_weight: float = 0.0, init_from: str | None = None, bf16: bool = True):
     model = TextToImage(clip_cfg, t5_vocab)
     params = [
         {"params": model.transformer.parameters(), "lr": 5e-4},
@@ -389,6 +432,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         check_channels(init, init_from)
         model.load_state_dict(init["model"])
         log(f"transformer: initialised from {init_from}")
+    steps = sum(st.steps for st in stages)
     if start >= steps:
         return model.eval(), elapsed
     clip, t5, clip_eos = toks
@@ -398,44 +442,48 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
     # Foreground weighting: the shape covers a few percent of the image, so an unweighted loss is mostly
     # about the flat background; cells near the shape weigh 1 + fg_weight.
     masks = foreground_masks(data["scenes"]) if fg_weight > 0 else None
-    if masks is not None and fg_balance:
-        # Each image's foreground weighs the same in total, whatever its shape's size: a small shape's few
-        # cells weigh more (x1.8 at the grammar's sizes), a large one's less, relative to the mean area.
+    balanced = None
+    if masks is not None:
+        # Balanced: each image's foreground weighs the same in total, whatever its shape's size: a small shape's
+        # few cells weigh more (x1.8 at the grammar's sizes), a large one's less, relative to the mean area.
         area = masks.sum(dim=(1, 2)).clamp(min=1)
-        masks = masks * (area.mean() / area)[:, None, None]
+        balanced = masks * (area.mean() / area)[:, None, None]
     rng = random.Random(SEED + 300 + start)
     gen = torch.Generator().manual_seed(SEED + 301 + start)
     img_ids, txt_ids = ids_grid(8, 8), torch.zeros(MAX_SEQUENCE_LENGTH, 3)
     model.train()
     last_save = t0 = time.time()
     c0 = time.process_time()
-    shift_step = int(shift_from * steps)
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="transformer", dynamic_ncols=True)
     for step in bar:
-        # Warm-up and cosine decay; with lr_restart a second cycle starts where the shift comes on, so the
-        # shifted steps learn at a full learning rate (as the fine-tuning stages of the bundled weights did).
-        if lr_restart and 0 < shift_step <= step:
-            cycle_start, cycle_end = shift_step, steps
-        else:
-            cycle_start, cycle_end = 0, shift_step if lr_restart and step < shift_step else steps
-        frac = 0.5 * (1 + math.cos(math.pi * (step - cycle_start) / max(1, cycle_end - cycle_start))) * 0.95 + 0.05
+        k, begin = stage_at(stages, step)
+        stage = stages[k]
+        if step == begin and step > 0:
+            opt.state.clear()  # a fresh start of AdamW's moments, as a fine-tuning run (--init-from) gets
+        # each stage: 200 steps of warm-up, then cosine decay to 5% of the base rate
+        frac = 0.5 * (1 + math.cos(math.pi * (step - begin) / stage.steps)) * 0.95 + 0.05
         for g, b in zip(opt.param_groups, base):
-            g["lr"] = b * min(1.0, (step - cycle_start + 1) / 200) * frac
+            g["lr"] = b * min(1.0, (step - begin + 1) / 200) * frac
         idx = [rng.randrange(n) for _ in range(batch)]
         prompts = [scenes.caption(data["scenes"][i], rng) for i in idx]
         prompts = ["" if rng.random() < UNCOND_PROB else p for p in prompts]
         c_ids, t_ids = tokenize(clip, t5, clip_eos, prompts)
+        c_ids = clip_trim(c_ids, clip_eos)
         x0 = pack(lat_all[idx])
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.sigmoid(torch.randn(batch, generator=gen))  # logit-normal(0, 1), as in SD3 / FLUX training
-        if step >= shift_step:
+        if stage.shift:
             t = shift_t(t)  # shifted towards noise, as the exported scheduler samples
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
-        pooled, hidden = model.encode(c_ids, t_ids)
-        v = model.velocity(xt, t, pooled, hidden, img_ids, txt_ids)
-        err = (v - (noise - x0)) ** 2
+        # bf16 autocast: the matrix products in bfloat16 (AVX-512 BF16 where the CPU has it), weights, loss and
+        # optimizer in float32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pooled, hidden = model.encode(c_ids, t_ids)
+            v = model.velocity(xt, t, pooled, hidden, img_ids, txt_ids)
+        err = (v.float() - (noise - x0)) ** 2
         if masks is not None:
-            w = 1 + fg_weight * pack(masks[idx][:, None].expand(-1, LATENT_CHANNELS, -1, -1).contiguous())
+            m = balanced if stage.balance else masks
+            w = 1 + fg_weight * pack(m[idx][:, None].expand(-1, LATENT_CHANNELS, -1, -1).contiguous())
             loss = (w * err).sum() / w.sum()
         else:
             loss = err.mean()
@@ -445,7 +493,7 @@ def train_transformer(ck: Checkpoints, data, steps: int, batch: int, history: di
         opt.step()
         history.setdefault("transformer", []).append([step, float(loss.detach())])
         recent = [h[1] for h in history["transformer"][-50:]]
-        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+        bar.set_postfix(stage=f"{k + 1}/{len(stages)}", loss=f"{sum(recent) / len(recent):.4f}")
         if (step + 1) % (200 if pilot else 1000) == 0:
             model.eval()
             write_grid(os.path.join(ck.work, f"samples-{step + 1:06d}.png"), model, vae, data, toks, 8)
@@ -602,24 +650,23 @@ def main():
     ap.add_argument("--vae-steps", type=int, default=2000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--scenes", type=int, default=16384, help="training images (rendered once, encoded once)")
-    ap.add_argument("--steps", type=int, default=10000, help="transformer steps")
+    ap.add_argument("--stages", default="8000,3000:shift,3000:shift+balance", help="the transformer's training, stage by stage: STEPS[:shift][+balance], comma-separated. Each stage has its own learning-rate warm-up and cosine decay and a fresh start of AdamW's moments; 'shift' trains on timesteps shifted by --t-shift, 'balance' scales --fg-weight by each image's inverse shape area (small shapes weigh as much as large ones)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--fg-weight", type=float, default=10.0, help="extra loss weight on the latent cells near the shape (0: plain mean)")
-    ap.add_argument("--fg-balance", action=argparse.BooleanOptionalAction, default=True, help="scale --fg-weight by each image's inverse shape area, so small shapes weigh as much as large ones")
     ap.add_argument("--init-from", default=None, help="start the transformer from this transformer.pt's weights (fine-tuning)")
     ap.add_argument("--latent-channels", type=int, default=LATENT_CHANNELS, help="VAE latent channels (FLUX.1: 16; the transformer takes 2x2 patches of them)")
     ap.add_argument("--vae-fg-weight", type=float, default=8.0, help="extra VAE reconstruction weight on the pixels near the shape")
     ap.add_argument("--t-shift", type=float, default=3.0, help="static timestep shift, in training and in the exported scheduler (1: none)")
-    ap.add_argument("--shift-from", type=float, default=0.6, help="fraction of the transformer steps trained on unshifted timesteps before --t-shift applies (0: shifted throughout)")
-    ap.add_argument("--lr-restart", action=argparse.BooleanOptionalAction, default=False, help="a second warm-up and cosine cycle of the learning rate from where --shift-from starts the shift")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="transformer training under bfloat16 autocast (weights and optimizer stay float32)")
     ap.add_argument("--until", choices=["vae", "latents", "transformer", "export"], default="export", help="stop after this phase")
-    ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps, in --work/pilot")
+    ap.add_argument("--pilot", action="store_true", help="a few minutes: 200 VAE steps, 2,048 scenes, 400 transformer steps in three stages, in --work/pilot")
     args = ap.parse_args()
     set_latent_channels(args.latent_channels)
     set_time_shift(args.t_shift)
+    stages = parse_stages(args.stages)
     if args.pilot:
         args.work = os.path.join(args.work, "pilot")
-        args.vae_steps, args.scenes, args.steps = 200, 2048, 400
+        args.vae_steps, args.scenes, args.stages = 200, 2048, "200,100:shift,100:shift+balance"
         args.out = os.path.join(args.work, "model")
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -648,7 +695,7 @@ def main():
     log(f"latents: shift {data['shift']:.4f} scale {data['scale']:.4f}")
     if args.until == "latents":
         return
-    model, elapsed = train_transformer(ck, data, args.steps, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.fg_balance, args.shift_from, args.lr_restart)
+    model, elapsed = train_transformer(ck, data, stages, args.batch, history, toks, clip_cfg, t5_vocab, vae, args.pilot, args.fg_weight, args.init_from, args.bf16)
     timings["transformer"] = elapsed
     ck.save("timings.pt", timings)
     write_loss_curve(os.path.join(args.work, "loss.png"), history)
