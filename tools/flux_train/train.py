@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -52,6 +53,8 @@ from tqdm import tqdm  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel  # noqa: E402
 
 transformers.logging.set_verbosity_error()
+# bf16 autocast: RMSNorm gets bf16 input and fp32 weights, which only means the unfused kernel
+warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
 diffusers.logging.set_verbosity_error()
 
 SEED = 20261204
@@ -663,11 +666,11 @@ def main():
     args = ap.parse_args()
     set_latent_channels(args.latent_channels)
     set_time_shift(args.t_shift)
-    stages = parse_stages(args.stages)
     if args.pilot:
         args.work = os.path.join(args.work, "pilot")
         args.vae_steps, args.scenes, args.stages = 200, 2048, "200,100:shift,100:shift+balance"
         args.out = os.path.join(args.work, "model")
+    stages = parse_stages(args.stages)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     ck = Checkpoints(args.work)
