@@ -57,10 +57,10 @@ export function topicLayout(config: KafkaConfig): TopicLayout {
   return { promptPartitions: config.promptPartitions, replicationFactor: config.replicationFactor };
 }
 
-/** Creates the four topics of a prefix if they do not exist yet (idempotent). */
 /** Broker answers while a topic just created has no leader yet. */
 const TOPIC_NOT_READY = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
 
+/** Creates the four topics of a prefix if they do not exist yet (idempotent). */
 export async function ensureTopics(admin: Admin, prefix: string, layout: TopicLayout): Promise<TopicNames> {
   const names = topicNames(prefix);
   const replicationFactor = layout.replicationFactor ?? 1;

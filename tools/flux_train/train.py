@@ -53,9 +53,9 @@ from tqdm import tqdm  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel  # noqa: E402
 
 transformers.logging.set_verbosity_error()
+diffusers.logging.set_verbosity_error()
 # bf16 autocast: RMSNorm gets bf16 input and fp32 weights, which only means the unfused kernel
 warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
-diffusers.logging.set_verbosity_error()
 
 SEED = 20261204
 TOKENIZER_SOURCE = os.path.join(ROOT, "models", "tiny-flux")  # the CLIP BPE / T5 unigram tokenizers
@@ -398,11 +398,11 @@ def stage_at(stages: list[Stage], step: int) -> tuple[int, int]:
         if step < begin + st.steps:
             return i, begin
         begin += st.steps
-    return len(stages) - 1, begin - stages[-1].steps
+    raise IndexError(f"step {step} is past the last stage (total {begin})")
 
 
 def clip_trim(c_ids: torch.Tensor, eos: int) -> torch.Tensor:
-    """CLIP's ids cut after the last row's first EOS. Exact: CLIP's attention is causal and its pooled output
+    """CLIP's ids cut after the column of the latest first EOS of any row. Exact: CLIP's attention is causal and its pooled output
     is the first EOS position's, so the padding after it changes nothing the transformer sees; it only costs
     time (77 positions for captions of at most ~23 tokens)."""
     first = (c_ids == eos).int().argmax(dim=1)
